@@ -1,0 +1,369 @@
+//! Date and timestamp formats: a small strftime subset compiled once and parsed without allocation.
+//!
+//! Owns the format language of contracts (`%Y %m %d %H %M %S %f %b %%` and literals), calendar
+//! arithmetic (days since 1970-01-01) and the rule that refuses day/month-swapped format pairs.
+//! It does not know about columns, nulls or errors beyond "this value does not match".
+
+/// One compiled format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateFormat {
+    text: String,
+    items: Vec<Item>,
+    has_time: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    Year,
+    Month,
+    MonthName,
+    Day,
+    Hour,
+    Minute,
+    Second,
+    Fraction,
+    Lit(u8),
+}
+
+impl DateFormat {
+    /// Compiles `text`; `timestamp` allows time directives.
+    pub fn compile(text: &str, timestamp: bool) -> Result<Self, String> {
+        let b = text.as_bytes();
+        let mut items = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                let Some(&d) = b.get(i + 1) else {
+                    return Err(format!("format {text:?} ends with a lone %"));
+                };
+                items.push(match d {
+                    b'Y' => Item::Year,
+                    b'm' => Item::Month,
+                    b'b' => Item::MonthName,
+                    b'd' => Item::Day,
+                    b'H' => Item::Hour,
+                    b'M' => Item::Minute,
+                    b'S' => Item::Second,
+                    b'f' => Item::Fraction,
+                    b'%' => Item::Lit(b'%'),
+                    _ => {
+                        return Err(format!(
+                            "format {text:?}: unsupported directive %{}; use %Y %m %d %b %H %M %S %f",
+                            d as char
+                        ));
+                    }
+                });
+                i += 2;
+            } else {
+                items.push(Item::Lit(b[i]));
+                i += 1;
+            }
+        }
+        let count = |it: Item| items.iter().filter(|&&x| x == it).count();
+        let months = count(Item::Month) + count(Item::MonthName);
+        if count(Item::Year) != 1 || months != 1 || count(Item::Day) != 1 {
+            return Err(format!("format {text:?} needs exactly one %Y, one %m (or %b) and one %d"));
+        }
+        let has_time = [Item::Hour, Item::Minute, Item::Second, Item::Fraction]
+            .iter()
+            .any(|&t| count(t) > 0);
+        if has_time && !timestamp {
+            return Err(format!("format {text:?} has a time part; the column is a date (use type = \"timestamp\")"));
+        }
+        for t in [Item::Hour, Item::Minute, Item::Second, Item::Fraction] {
+            if count(t) > 1 {
+                return Err(format!("format {text:?} repeats a time directive"));
+            }
+        }
+        // Two adjacent variable-width numbers cannot be split: %Y%m%d is fine only with
+        // fixed widths, which we apply when a number directly follows another.
+        Ok(Self {
+            text: text.to_string(),
+            items,
+            has_time,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Parses a date; returns days since 1970-01-01.
+    pub fn parse_date(&self, s: &[u8]) -> Option<i32> {
+        let p = self.parse_parts(s)?;
+        days_from_civil(p.year, p.month, p.day)
+    }
+
+    /// Parses a timestamp; returns milliseconds since 1970-01-01T00:00:00 (no time zone).
+    pub fn parse_timestamp_millis(&self, s: &[u8]) -> Option<i64> {
+        let p = self.parse_parts(s)?;
+        let days = days_from_civil(p.year, p.month, p.day)? as i64;
+        Some(days * 86_400_000 + (p.hour as i64 * 3600 + p.minute as i64 * 60 + p.second as i64) * 1000 + p.millis as i64)
+    }
+
+    fn parse_parts(&self, s: &[u8]) -> Option<Parts> {
+        let mut p = Parts::default();
+        let mut pos = 0;
+        let n = self.items.len();
+        for (k, item) in self.items.iter().enumerate() {
+            // A number directly beside another number has its full fixed width.
+            let is_num = |i: Option<&Item>| {
+                matches!(
+                    i,
+                    Some(Item::Year | Item::Month | Item::Day | Item::Hour | Item::Minute | Item::Second)
+                )
+            };
+            let next_is_number = (k + 1 < n && is_num(self.items.get(k + 1))) || (k > 0 && is_num(self.items.get(k - 1)));
+            match *item {
+                Item::Lit(c) => {
+                    if s.get(pos) != Some(&c) {
+                        return None;
+                    }
+                    pos += 1;
+                }
+                Item::Year => {
+                    p.year = digits(s, &mut pos, 4, 4)? as i32;
+                }
+                Item::Month => p.month = digits(s, &mut pos, if next_is_number { 2 } else { 1 }, 2)?,
+                Item::Day => p.day = digits(s, &mut pos, if next_is_number { 2 } else { 1 }, 2)?,
+                Item::Hour => p.hour = digits(s, &mut pos, if next_is_number { 2 } else { 1 }, 2)?,
+                Item::Minute => p.minute = digits(s, &mut pos, 2, 2)?,
+                Item::Second => p.second = digits(s, &mut pos, 2, 2)?,
+                Item::Fraction => {
+                    let start = pos;
+                    let mut ms = 0u32;
+                    while pos < s.len() && s[pos].is_ascii_digit() && pos - start < 9 {
+                        if pos - start < 3 {
+                            ms = ms * 10 + (s[pos] - b'0') as u32;
+                        }
+                        pos += 1;
+                    }
+                    let len = pos - start;
+                    if len == 0 {
+                        return None;
+                    }
+                    for _ in len..3 {
+                        ms *= 10;
+                    }
+                    p.millis = ms;
+                }
+                Item::MonthName => {
+                    let name = s.get(pos..pos + 3)?;
+                    let idx = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(name))?;
+                    p.month = idx as u32 + 1;
+                    pos += 3;
+                }
+            }
+        }
+        if pos != s.len() || p.hour > 23 || p.minute > 59 || p.second > 59 {
+            return None;
+        }
+        Some(p)
+    }
+
+    /// Whether the format carries a time of day.
+    pub fn has_time(&self) -> bool {
+        self.has_time
+    }
+
+    /// The format with day and month directives exchanged, if it has both as numbers.
+    fn swapped(&self) -> Option<Vec<Item>> {
+        if !self.items.contains(&Item::Month) {
+            return None;
+        }
+        Some(
+            self.items
+                .iter()
+                .map(|&i| match i {
+                    Item::Month => Item::Day,
+                    Item::Day => Item::Month,
+                    x => x,
+                })
+                .collect(),
+        )
+    }
+}
+
+const MONTHS: [&[u8]; 12] = [
+    b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec",
+];
+
+#[derive(Default)]
+struct Parts {
+    year: i32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    millis: u32,
+}
+
+fn digits(s: &[u8], pos: &mut usize, min: usize, max: usize) -> Option<u32> {
+    let start = *pos;
+    let mut v = 0u32;
+    while *pos < s.len() && *pos - start < max && s[*pos].is_ascii_digit() {
+        v = v * 10 + (s[*pos] - b'0') as u32;
+        *pos += 1;
+    }
+    if *pos - start < min {
+        return None;
+    }
+    Some(v)
+}
+
+/// Two formats of one column that differ only by the order of day and month.
+pub fn day_month_conflict(formats: &[DateFormat]) -> Option<(String, String)> {
+    for (i, a) in formats.iter().enumerate() {
+        let Some(sw) = a.swapped() else { continue };
+        if sw == a.items {
+            continue;
+        }
+        for b in &formats[i + 1..] {
+            if b.items == sw {
+                return Some((a.text.clone(), b.text.clone()));
+            }
+        }
+    }
+    None
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date, if it exists.
+pub fn days_from_civil(y: i32, m: u32, d: u32) -> Option<i32> {
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    // Howard Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = (y - era * 400) as u32;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe as i32 - 719_468)
+}
+
+/// (year, month, day) of days since 1970-01-01.
+pub fn civil_from_days(z: i32) -> (i32, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = (z - era * 146_097) as u32;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe as i32 + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_in_month(y: i32, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Formats days since the epoch as `YYYY-MM-DD`.
+pub fn format_date(days: i32) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Formats epoch milliseconds as `YYYY-MM-DD HH:MM:SS[.mmm]`.
+pub fn format_timestamp_millis(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (h, mi, s, f) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    let date = format_date(days as i32);
+    if f == 0 {
+        format!("{date} {h:02}:{mi:02}:{s:02}")
+    } else {
+        format!("{date} {h:02}:{mi:02}:{s:02}.{f:03}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(f: &str, s: &str) -> Option<String> {
+        DateFormat::compile(f, false).unwrap().parse_date(s.as_bytes()).map(format_date)
+    }
+
+    fn ts(f: &str, s: &str) -> Option<String> {
+        DateFormat::compile(f, true)
+            .unwrap()
+            .parse_timestamp_millis(s.as_bytes())
+            .map(format_timestamp_millis)
+    }
+
+    #[test]
+    fn day_first_is_honoured_never_swapped() {
+        assert_eq!(d("%d/%m/%Y", "03/04/2024").as_deref(), Some("2024-04-03"));
+        assert_eq!(d("%d/%m/%Y", "27/06/2020").as_deref(), Some("2020-06-27"));
+        assert_eq!(d("%m/%d/%Y", "07/01/2019").as_deref(), Some("2019-07-01"));
+        // Month 13 is not silently taken as a day.
+        assert_eq!(d("%m/%d/%Y", "13/01/2019"), None);
+        assert_eq!(d("%d/%m/%Y", "01/13/2019"), None);
+    }
+
+    #[test]
+    fn unpadded_and_compact_forms() {
+        assert_eq!(d("%m/%d/%Y", "4/1/2026").as_deref(), Some("2026-04-01"));
+        assert_eq!(d("%Y%m%d", "19740401").as_deref(), Some("1974-04-01"));
+        assert_eq!(d("%Y%m%d", "1974041"), None);
+        assert_eq!(d("%Y-%m-%d", "2020-03-18").as_deref(), Some("2020-03-18"));
+        assert_eq!(d("%Y-%m-%d", "2020-03-18 "), None);
+        assert_eq!(d("%b/%Y/%d", "jAN/2007/1").as_deref(), Some("2007-01-01"));
+    }
+
+    #[test]
+    fn calendar_is_checked() {
+        assert_eq!(d("%Y-%m-%d", "2023-02-29"), None);
+        assert_eq!(d("%Y-%m-%d", "2024-02-29").as_deref(), Some("2024-02-29"));
+        assert_eq!(d("%Y-%m-%d", "1900-02-29"), None);
+        assert_eq!(d("%Y-%m-%d", "2000-02-29").as_deref(), Some("2000-02-29"));
+        assert_eq!(d("%Y-%m-%d", "2020-04-31"), None);
+        assert_eq!(d("%Y-%m-%d", "2020-00-10"), None);
+    }
+
+    #[test]
+    fn timestamps_in_millis() {
+        assert_eq!(ts("%d/%m/%Y %H:%M:%S", "16/01/2024 17:12:03").as_deref(), Some("2024-01-16 17:12:03"));
+        assert_eq!(ts("%Y-%m-%d %H:%M:%S", "2146-07-21 00:00:00").as_deref(), Some("2146-07-21 00:00:00"));
+        assert_eq!(ts("%Y-%m-%d %H:%M:%S.%f", "2020-01-01 10:00:00.5").as_deref(), Some("2020-01-01 10:00:00.500"));
+        assert_eq!(ts("%Y-%m-%d %H:%M:%S.%f", "2020-01-01 10:00:00.123456").as_deref(), Some("2020-01-01 10:00:00.123"));
+        assert_eq!(ts("%Y-%m-%d %H:%M:%S", "2020-01-01 24:00:00"), None);
+        assert_eq!(ts("%Y-%m-%d %H:%M", "2020-01-01 10:61"), None);
+        let f = DateFormat::compile("%Y-%m-%dT%H:%M:%S", true).unwrap();
+        assert_eq!(f.parse_timestamp_millis(b"1970-01-01T00:00:01"), Some(1000));
+        assert_eq!(f.parse_timestamp_millis(b"1969-12-31T23:59:59"), Some(-1000));
+    }
+
+    #[test]
+    fn bad_formats_are_refused() {
+        assert!(DateFormat::compile("%Y-%m", false).is_err());
+        assert!(DateFormat::compile("%Y-%m-%d %H", false).is_err());
+        assert!(DateFormat::compile("%Y-%m-%d %Q", false).is_err());
+        assert!(DateFormat::compile("%Y-%m-%d%", false).is_err());
+    }
+
+    #[test]
+    fn swapped_pairs_detected() {
+        let f = |s: &str| DateFormat::compile(s, true).unwrap();
+        assert!(day_month_conflict(&[f("%d/%m/%Y"), f("%m/%d/%Y")]).is_some());
+        assert!(day_month_conflict(&[f("%d/%m/%Y"), f("%Y-%m-%d")]).is_none());
+        assert!(day_month_conflict(&[f("%Y-%m-%d"), f("%Y-%d-%m")]).is_some());
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        for days in [-1_000_000, -719_468, -1, 0, 1, 18_000, 65_000, 2_932_896] {
+            let (y, m, dd) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, dd), Some(days), "{days}");
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Typed parsing of one CSV field: integers, decimals, doubles and booleans.
+//!
+//! Owns the number rules of contracts: surrounding spaces ignored, sign and leading zeros
+//! accepted, decimal comma, optional thousands separator (grouped by three), exact decimal scale
+//! (extra fractional digits must be zeros: nothing is rounded silently). Dates live in
+//! [`crate::datefmt`]. Errors are short reasons; the caller adds file, line and column.
+
+/// Number notation of a product.
+#[derive(Debug, Clone, Copy)]
+pub struct Numeric {
+    pub decimal: u8,
+    pub thousands: Option<u8>,
+}
+
+/// Strips ASCII spaces and tabs around a field.
+pub fn trim(s: &[u8]) -> &[u8] {
+    let mut a = 0;
+    let mut b = s.len();
+    while a < b && matches!(s[a], b' ' | b'\t') {
+        a += 1;
+    }
+    while b > a && matches!(s[b - 1], b' ' | b'\t') {
+        b -= 1;
+    }
+    &s[a..b]
+}
+
+/// Removes the thousands separators of `s` into `buf` after checking they group digits by three.
+/// (A no-break space or narrow no-break space counts as a space separator.)
+fn strip_thousands<'a>(s: &'a [u8], n: Numeric, buf: &'a mut Vec<u8>) -> Result<&'a [u8], &'static str> {
+    let Some(t) = n.thousands else { return Ok(s) };
+    let has_nbsp = t == b' ' && s.iter().any(|&c| c >= 0x80);
+    if !s.contains(&t) && !has_nbsp {
+        return Ok(s);
+    }
+    buf.clear();
+    let text;
+    let s: &[u8] = if has_nbsp {
+        text = String::from_utf8_lossy(s).replace(['\u{a0}', '\u{202f}'], " ");
+        text.as_bytes()
+    } else {
+        s
+    };
+    // Integer part ends at the decimal separator.
+    let int_end = s.iter().position(|&c| c == n.decimal).unwrap_or(s.len());
+    let (int_part, rest) = s.split_at(int_end);
+    let digits_start = int_part.iter().position(|c| c.is_ascii_digit()).unwrap_or(0);
+    let groups: Vec<&[u8]> = int_part[digits_start..].split(|&c| c == t).collect();
+    if groups.len() > 1 {
+        if groups[0].is_empty() || groups[0].len() > 3 || groups[1..].iter().any(|g| g.len() != 3) {
+            return Err("thousands separator not between groups of three digits");
+        }
+    }
+    if rest.contains(&t) {
+        return Err("thousands separator after the decimal separator");
+    }
+    buf.extend_from_slice(&int_part[..digits_start]);
+    for g in groups {
+        buf.extend_from_slice(g);
+    }
+    buf.extend_from_slice(rest);
+    Ok(buf.as_slice())
+}
+
+/// Parses a signed integer within `[min, max]`.
+pub fn parse_int(s: &[u8], n: Numeric, min: i64, max: i64, buf: &mut Vec<u8>) -> Result<i64, &'static str> {
+    let s = strip_thousands(s, n, buf)?;
+    let (neg, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return Err("not an integer");
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return Err(if c == n.decimal || c == b'.' || c == b',' {
+                "not an integer (has a fractional part)"
+            } else {
+                "not an integer"
+            });
+        }
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add((c - b'0') as i64))
+            .ok_or("integer out of range")?;
+    }
+    let v = if neg { -v } else { v };
+    if v < min || v > max {
+        return Err("integer out of range");
+    }
+    Ok(v)
+}
+
+/// Parses a decimal into its unscaled value at `scale`, checking `precision`.
+pub fn parse_decimal(
+    s: &[u8],
+    n: Numeric,
+    precision: u8,
+    scale: i8,
+    buf: &mut Vec<u8>,
+) -> Result<i128, &'static str> {
+    let s = strip_thousands(s, n, buf)?;
+    let (neg, body) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let scale = scale as usize;
+    let mut v: i128 = 0;
+    let mut int_digits = 0usize;
+    let mut frac_digits = 0usize;
+    let mut seen_sep = false;
+    let mut any = false;
+    for &c in body {
+        if c == n.decimal && !seen_sep {
+            seen_sep = true;
+            continue;
+        }
+        if !c.is_ascii_digit() {
+            return Err(if c == b'.' || c == b',' {
+                "not a decimal (unexpected separator; check csv.decimal and csv.thousands)"
+            } else if c == b'e' || c == b'E' {
+                "not a decimal (exponent notation; declare the column as double)"
+            } else {
+                "not a decimal"
+            });
+        }
+        any = true;
+        let d = (c - b'0') as i128;
+        if seen_sep {
+            if frac_digits >= scale {
+                if d != 0 {
+                    return Err("more decimal places than the column's scale (no rounding)");
+                }
+                continue;
+            }
+            frac_digits += 1;
+        } else {
+            if v == 0 && d == 0 {
+                // leading zero: does not count towards precision
+                continue;
+            }
+            int_digits += 1;
+        }
+        v = v * 10 + d;
+        if int_digits + scale > precision as usize || int_digits > 38 {
+            return Err("too many digits for the column's precision");
+        }
+    }
+    if !any {
+        return Err("not a decimal");
+    }
+    for _ in frac_digits..scale {
+        v *= 10;
+    }
+    Ok(if neg { -v } else { v })
+}
+
+/// Parses a double; `nan`/`inf` are refused (Athena-hostile, usually an export bug).
+pub fn parse_double(s: &[u8], n: Numeric, buf: &mut Vec<u8>) -> Result<f64, &'static str> {
+    let s = strip_thousands(s, n, buf)?;
+    let text;
+    let s: &[u8] = if n.decimal == b',' {
+        if s.contains(&b'.') {
+            return Err("not a number ('.' with csv.decimal = \",\")");
+        }
+        text = s.iter().map(|&c| if c == b',' { b'.' } else { c }).collect::<Vec<u8>>();
+        &text
+    } else {
+        s
+    };
+    if s.iter().any(|c| c.is_ascii_alphabetic() && *c != b'e' && *c != b'E') {
+        return Err("not a number");
+    }
+    let st = std::str::from_utf8(s).map_err(|_| "not a number")?;
+    let v: f64 = st.parse().map_err(|_| "not a number")?;
+    if !v.is_finite() {
+        return Err("number out of range");
+    }
+    Ok(v)
+}
+
+/// Parses a boolean against the column's (lowercase) lists.
+pub fn parse_bool(s: &[u8], true_values: &[String], false_values: &[String]) -> Result<bool, &'static str> {
+    let eq = |v: &String| v.len() == s.len() && v.as_bytes().eq_ignore_ascii_case(s);
+    if true_values.iter().any(eq) {
+        Ok(true)
+    } else if false_values.iter().any(eq) {
+        Ok(false)
+    } else {
+        Err("not a boolean (see true_values/false_values)")
+    }
+}
+
+/// Formats an unscaled decimal as text (`1520`, scale 2 → `15.20`).
+pub fn format_decimal(v: i128, scale: i8) -> String {
+    let neg = v < 0;
+    let digits = v.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let s = if scale == 0 {
+        digits
+    } else if digits.len() > scale {
+        format!("{}.{}", &digits[..digits.len() - scale], &digits[digits.len() - scale..])
+    } else {
+        format!("0.{}{}", "0".repeat(scale - digits.len()), digits)
+    };
+    if neg { format!("-{s}") } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOT: Numeric = Numeric { decimal: b'.', thousands: None };
+    const COMMA: Numeric = Numeric { decimal: b',', thousands: None };
+    const FR: Numeric = Numeric { decimal: b',', thousands: Some(b' ') };
+    const US: Numeric = Numeric { decimal: b'.', thousands: Some(b',') };
+
+    fn dec(s: &str, n: Numeric, p: u8, sc: i8) -> Result<String, &'static str> {
+        parse_decimal(trim(s.as_bytes()), n, p, sc, &mut Vec::new()).map(|v| format_decimal(v, sc))
+    }
+
+    fn int(s: &str, n: Numeric) -> Result<i64, &'static str> {
+        parse_int(trim(s.as_bytes()), n, i32::MIN as i64, i32::MAX as i64, &mut Vec::new())
+    }
+
+    #[test]
+    fn padded_decimal_comma() {
+        assert_eq!(dec("        15,2", COMMA, 12, 2).unwrap(), "15.20");
+        assert_eq!(dec("-0,5", COMMA, 12, 2).unwrap(), "-0.50");
+        assert_eq!(dec(",5", COMMA, 12, 2).unwrap(), "0.50");
+    }
+
+    #[test]
+    fn leading_dot_and_long_zero_tail() {
+        assert_eq!(dec(".081800000000000000000000000", DOT, 10, 6).unwrap(), "0.081800");
+        assert_eq!(dec(".000000000000000000000000000", DOT, 10, 6).unwrap(), "0.000000");
+        assert_eq!(dec("00000000.64", DOT, 12, 2).unwrap(), "0.64");
+    }
+
+    #[test]
+    fn decimal_never_rounds_or_overflows_silently() {
+        assert!(dec("1.234", DOT, 12, 2).unwrap_err().contains("scale"));
+        assert!(dec("12345", DOT, 5, 2).unwrap_err().contains("precision"));
+        assert_eq!(dec("123.45", DOT, 5, 2).unwrap(), "123.45");
+        assert!(dec("25,000", DOT, 12, 2).is_err(), "25,000 must not become 25.0");
+        assert!(dec("1.5", COMMA, 12, 2).is_err());
+        assert!(dec("", DOT, 12, 2).is_err());
+        assert!(dec("-", DOT, 12, 2).is_err());
+        assert!(dec("1e5", DOT, 12, 2).unwrap_err().contains("double"));
+        assert!(dec("1.2.3", DOT, 12, 2).is_err());
+    }
+
+    #[test]
+    fn thousands_grouping() {
+        assert_eq!(dec("25,000", US, 12, 2).unwrap(), "25000.00");
+        assert_eq!(dec("1,234,567.5", US, 12, 2).unwrap(), "1234567.50");
+        assert!(dec("25,00", US, 12, 2).is_err());
+        assert!(dec("1,2345", US, 12, 2).is_err());
+        assert_eq!(dec("1 234,5", FR, 12, 2).unwrap(), "1234.50");
+        assert_eq!(dec("1\u{a0}234,5", FR, 12, 2).unwrap(), "1234.50");
+        assert_eq!(int("12 345", FR).unwrap(), 12345);
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(int("0000001", DOT).unwrap(), 1);
+        assert_eq!(int("  42 ", DOT).unwrap(), 42);
+        assert_eq!(int("+7", DOT).unwrap(), 7);
+        assert_eq!(int("-2147483648", DOT).unwrap(), i32::MIN as i64);
+        assert!(int("2147483648", DOT).unwrap_err().contains("range"));
+        assert!(int("1.0", DOT).unwrap_err().contains("fractional"));
+        assert!(int("2A", DOT).is_err());
+        assert!(int("Too Few to Report", DOT).is_err());
+        assert!(int("", DOT).is_err());
+        assert!(parse_int(b"99999999999999999999", DOT, i64::MIN, i64::MAX, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn doubles() {
+        let d = |s: &str, n| parse_double(trim(s.as_bytes()), n, &mut Vec::new());
+        assert_eq!(d("8,33", COMMA).unwrap(), 8.33);
+        assert_eq!(d("168.0", DOT).unwrap(), 168.0);
+        assert_eq!(d("1e3", DOT).unwrap(), 1000.0);
+        assert!(d("8.33", COMMA).is_err());
+        assert!(d("nan", DOT).is_err());
+        assert!(d("inf", DOT).is_err());
+        assert!(d("...", DOT).is_err());
+    }
+
+    #[test]
+    fn booleans() {
+        let t: Vec<String> = ["true", "y", "1"].map(String::from).to_vec();
+        let f: Vec<String> = ["false", "n", "0"].map(String::from).to_vec();
+        assert_eq!(parse_bool(b"Y", &t, &f), Ok(true));
+        assert_eq!(parse_bool(b"TRUE", &t, &f), Ok(true));
+        assert_eq!(parse_bool(b"n", &t, &f), Ok(false));
+        assert!(parse_bool(b"maybe", &t, &f).is_err());
+    }
+}
