@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMillisecondBuilder,
+    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -57,16 +57,30 @@ pub enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    pub fn new(t: ColumnType) -> Self {
+    /// A builder sized for `rows` values (and `bytes` of text for strings), so that a buffer
+    /// refilled to its previous size never reallocates.
+    pub fn with_capacity(t: ColumnType, rows: usize, bytes: usize) -> Self {
         match t {
-            ColumnType::String => Self::String(StringBuilder::new()),
-            ColumnType::Int => Self::Int(Int32Builder::new()),
-            ColumnType::BigInt => Self::BigInt(Int64Builder::new()),
-            ColumnType::Double => Self::Double(Float64Builder::new()),
-            ColumnType::Decimal { precision, scale } => Self::Decimal(Decimal128Builder::new(), precision, scale),
-            ColumnType::Boolean => Self::Boolean(BooleanBuilder::new()),
-            ColumnType::Date => Self::Date(Date32Builder::new()),
-            ColumnType::Timestamp => Self::Timestamp(TimestampMillisecondBuilder::new()),
+            ColumnType::String => Self::String(StringBuilder::with_capacity(rows, bytes)),
+            ColumnType::Int => Self::Int(Int32Builder::with_capacity(rows)),
+            ColumnType::BigInt => Self::BigInt(Int64Builder::with_capacity(rows)),
+            ColumnType::Double => Self::Double(Float64Builder::with_capacity(rows)),
+            ColumnType::Decimal { precision, scale } => {
+                Self::Decimal(Decimal128Builder::with_capacity(rows), precision, scale)
+            }
+            ColumnType::Boolean => Self::Boolean(BooleanBuilder::with_capacity(rows)),
+            ColumnType::Date => Self::Date(Date32Builder::with_capacity(rows)),
+            ColumnType::Timestamp => {
+                Self::Timestamp(TimestampMillisecondBuilder::with_capacity(rows))
+            }
+        }
+    }
+
+    /// Bytes of string data held (0 for other types).
+    fn text_bytes(&self) -> usize {
+        match self {
+            Self::String(b) => b.values_slice().len(),
+            _ => 0,
         }
     }
 
@@ -132,7 +146,10 @@ impl ColumnBuilder {
             Self::Decimal(b, p, s) => {
                 let a = b.finish();
                 // precision/scale were validated by the contract (p <= 38, s <= p)
-                Arc::new(a.with_precision_and_scale(*p, *s).unwrap_or_else(|e| unreachable!("{e}")))
+                Arc::new(
+                    a.with_precision_and_scale(*p, *s)
+                        .unwrap_or_else(|e| unreachable!("{e}")),
+                )
             }
             Self::Boolean(b) => Arc::new(b.finish()),
             Self::Date(b) => Arc::new(b.finish()),
@@ -144,6 +161,7 @@ impl ColumnBuilder {
 
 /// Builders for every body column of one partition.
 pub struct BatchBuilder {
+    types: Vec<ColumnType>,
     pub cols: Vec<ColumnBuilder>,
     pub rows: usize,
     /// Estimated bytes held.
@@ -153,17 +171,40 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     pub fn new(types: &[ColumnType]) -> Self {
         Self {
-            cols: types.iter().map(|&t| ColumnBuilder::new(t)).collect(),
+            types: types.to_vec(),
+            cols: types
+                .iter()
+                .map(|&t| ColumnBuilder::with_capacity(t, 1024, 16 * 1024))
+                .collect(),
             rows: 0,
             bytes: 0,
         }
     }
 
-    /// Takes the accumulated rows as a batch.
+    /// Takes the accumulated rows as a batch; the builders start again with the capacity this
+    /// batch needed (partitions tend to fill to the same size between flushes).
     pub fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        let arrays: Vec<ArrayRef> = self.cols.iter_mut().map(|c| c.finish()).collect();
+        let rows = self.rows;
+        let arrays: Vec<ArrayRef> = self
+            .cols
+            .iter_mut()
+            .zip(&self.types)
+            .map(|(c, &t)| {
+                let text = c.text_bytes();
+                let a = c.finish();
+                *c = ColumnBuilder::with_capacity(t, rows + rows / 8, text + text / 8);
+                a
+            })
+            .collect();
         self.rows = 0;
         self.bytes = 0;
         RecordBatch::try_new(schema.clone(), arrays)
+    }
+
+    /// Releases the builders' memory (after the last batch of a partition).
+    pub fn release(&mut self) {
+        for (c, &t) in self.cols.iter_mut().zip(&self.types) {
+            *c = ColumnBuilder::with_capacity(t, 0, 0);
+        }
     }
 }

@@ -13,15 +13,29 @@ use crate::contract::{Contract, ContractError, RawContract};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Toml { path: PathBuf, message: String },
     #[error("config {path}: key `{key}`: {reason}")]
-    Invalid { path: PathBuf, key: String, reason: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
     #[error("config {path}: {source}")]
-    Product { path: PathBuf, source: ContractError },
+    Product {
+        path: PathBuf,
+        source: ContractError,
+    },
     #[error("config {path}: no product named {name:?} (known: {known})")]
-    UnknownProduct { path: PathBuf, name: String, known: String },
+    UnknownProduct {
+        path: PathBuf,
+        name: String,
+        known: String,
+    },
 }
 
 /// `[aws]`: shared with the daemon's config.
@@ -84,38 +98,79 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         let raw: RawAgentConfig = toml::from_str(&text).map_err(|e| ConfigError::Toml {
             path: path.into(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        let bad = |key: &str, reason: String| ConfigError::Invalid { path: path.into(), key: key.into(), reason };
+        let bad = |key: &str, reason: String| ConfigError::Invalid {
+            path: path.into(),
+            key: key.into(),
+            reason,
+        };
         let id_ok = !raw.producer_id.is_empty()
             && raw.producer_id.len() <= 64
-            && raw.producer_id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && raw
+                .producer_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !id_ok {
-            return Err(bad("producer_id", format!("{:?}: use 1-64 characters a-z 0-9 - _", raw.producer_id)));
+            return Err(bad(
+                "producer_id",
+                format!("{:?}: use 1-64 characters a-z 0-9 - _", raw.producer_id),
+            ));
         }
-        if raw.bucket.len() < 3 || raw.bucket.len() > 63 || !raw.bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') {
-            return Err(bad("bucket", format!("{:?} is not a valid S3 bucket name", raw.bucket)));
+        if raw.bucket.len() < 3
+            || raw.bucket.len() > 63
+            || !raw
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            return Err(bad(
+                "bucket",
+                format!("{:?} is not a valid S3 bucket name", raw.bucket),
+            ));
         }
         let prefix = raw.prefix.trim_matches('/').to_string();
-        if prefix.split('/').any(|s| s.is_empty() || s == "." || s == "..") && !prefix.is_empty() {
-            return Err(bad("prefix", format!("{:?}: empty, . or .. path segment", raw.prefix)));
+        if prefix
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+            && !prefix.is_empty()
+        {
+            return Err(bad(
+                "prefix",
+                format!("{:?}: empty, . or .. path segment", raw.prefix),
+            ));
         }
         if !(raw.queue_url.starts_with("https://") || raw.queue_url.starts_with("http://")) {
-            return Err(bad("queue_url", format!("{:?} is not an SQS queue URL", raw.queue_url)));
+            return Err(bad(
+                "queue_url",
+                format!("{:?} is not an SQS queue URL", raw.queue_url),
+            ));
         }
         let mut products = Vec::with_capacity(raw.product.len());
         for (i, p) in raw.product.into_iter().enumerate() {
-            let c = Contract::try_from(p).map_err(|source| ConfigError::Product { path: path.into(), source })?;
+            let c = Contract::try_from(p).map_err(|source| ConfigError::Product {
+                path: path.into(),
+                source,
+            })?;
             if products.iter().any(|q: &Contract| q.name == c.name) {
-                return Err(bad(&format!("product[{i}].name"), format!("product {:?} is declared twice", c.name)));
+                return Err(bad(
+                    &format!("product[{i}].name"),
+                    format!("product {:?} is declared twice", c.name),
+                ));
             }
             products.push(c);
         }
         if products.iter().any(Contract::needs_pseudonym_key) && raw.pseudonym_key_file.is_none() {
-            return Err(bad("pseudonym_key_file", "a product pseudonymises a column (pii = \"hmac\"): set the key file".into()));
+            return Err(bad(
+                "pseudonym_key_file",
+                "a product pseudonymises a column (pii = \"hmac\"): set the key file".into(),
+            ));
         }
         Ok(Self {
             path: path.into(),
@@ -131,11 +186,19 @@ impl AgentConfig {
     }
 
     pub fn product(&self, name: &str) -> Result<&Contract, ConfigError> {
-        self.products.iter().find(|p| p.name == name).ok_or_else(|| ConfigError::UnknownProduct {
-            path: self.path.clone(),
-            name: name.into(),
-            known: self.products.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        self.products
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| ConfigError::UnknownProduct {
+                path: self.path.clone(),
+                name: name.into(),
+                known: self
+                    .products
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 }
 
@@ -185,12 +248,21 @@ columns = [
 
     #[test]
     fn errors_name_keys() {
-        let e = load(&CFG.replace("chu-lyon-datamesh", "Bad_Bucket")).unwrap_err().to_string();
+        let e = load(&CFG.replace("chu-lyon-datamesh", "Bad_Bucket"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`bucket`"), "{e}");
-        let e = load(&CFG.replace("pseudonym_key_file = \"/etc/lakemesh/pseudonym.key\"\n", "")).unwrap_err().to_string();
+        let e = load(&CFG.replace("pseudonym_key_file = \"/etc/lakemesh/pseudonym.key\"\n", ""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pseudonym_key_file"), "{e}");
-        let e = load(&CFG.replace("type = \"date\"", "type = \"dat\"")).unwrap_err().to_string();
-        assert!(e.contains("hospital_stays") && e.contains("columns[1].type"), "{e}");
+        let e = load(&CFG.replace("type = \"date\"", "type = \"dat\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("hospital_stays") && e.contains("columns[1].type"),
+            "{e}"
+        );
         let e = load(&format!("{CFG}\nfoo = 1\n")).unwrap_err().to_string();
         assert!(e.contains("foo"), "{e}");
     }

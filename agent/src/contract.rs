@@ -235,24 +235,34 @@ impl ColumnType {
             "date" => Self::Date,
             "timestamp" => Self::Timestamp,
             _ => {
-                let Some(args) = t.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')) else {
+                let Some(args) = t.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')'))
+                else {
                     return Err(format!(
                         "unknown type {s:?}; expected string, int, bigint, double, decimal(p,s), boolean, date or timestamp"
                     ));
                 };
                 let mut parts = args.split(',').map(str::trim);
                 let (Some(p), Some(sc), None) = (parts.next(), parts.next(), parts.next()) else {
-                    return Err(format!("type {s:?}: decimal needs precision and scale, e.g. decimal(12,2)"));
+                    return Err(format!(
+                        "type {s:?}: decimal needs precision and scale, e.g. decimal(12,2)"
+                    ));
                 };
-                let p: u8 = p.parse().map_err(|_| format!("type {s:?}: precision {p:?} is not a number"))?;
-                let sc: u8 = sc.parse().map_err(|_| format!("type {s:?}: scale {sc:?} is not a number"))?;
+                let p: u8 = p
+                    .parse()
+                    .map_err(|_| format!("type {s:?}: precision {p:?} is not a number"))?;
+                let sc: u8 = sc
+                    .parse()
+                    .map_err(|_| format!("type {s:?}: scale {sc:?} is not a number"))?;
                 if !(1..=38).contains(&p) {
                     return Err(format!("type {s:?}: precision must be 1..=38"));
                 }
                 if sc > p {
                     return Err(format!("type {s:?}: scale must not exceed precision"));
                 }
-                Self::Decimal { precision: p, scale: sc as i8 }
+                Self::Decimal {
+                    precision: p,
+                    scale: sc as i8,
+                }
             }
         })
     }
@@ -301,7 +311,11 @@ impl Pii {
             _ => match s.strip_prefix("truncate:") {
                 Some(n) => match n.parse::<usize>() {
                     Ok(n) if n > 0 => Self::Truncate(n),
-                    _ => return Err(format!("{s:?}: truncate needs a positive length, e.g. truncate:3")),
+                    _ => {
+                        return Err(format!(
+                            "{s:?}: truncate needs a positive length, e.g. truncate:3"
+                        ));
+                    }
                 },
                 None => {
                     return Err(format!(
@@ -457,7 +471,11 @@ fn one_byte(product: &str, key: &str, s: &str) -> Result<u8, ContractError> {
     match s {
         "\\t" | "\t" | "tab" => Ok(b'\t'),
         _ if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
-        _ => Err(invalid(product, key, format!("{s:?} must be a single ASCII character"))),
+        _ => Err(invalid(
+            product,
+            key,
+            format!("{s:?} must be a single ASCII character"),
+        )),
     }
 }
 
@@ -478,7 +496,11 @@ impl TryFrom<RawContract> for Contract {
             Some(s) => {
                 let b = one_byte(p, "csv.delimiter", s)?;
                 if matches!(b, b'"' | b'\n' | b'\r') {
-                    return Err(invalid(p, "csv.delimiter", format!("{s:?} cannot be a delimiter")));
+                    return Err(invalid(
+                        p,
+                        "csv.delimiter",
+                        format!("{s:?} cannot be a delimiter"),
+                    ));
                 }
                 Delimiter::Fixed(b)
             }
@@ -501,24 +523,42 @@ impl TryFrom<RawContract> for Contract {
             Some(s) => match Encoding::parse(s) {
                 Some(e @ (Encoding::Windows1252 | Encoding::Iso8859_1)) => e,
                 _ => {
-                    return Err(invalid(p, "csv.fallback_encoding", format!("{s:?}: expected windows-1252 or iso-8859-1")));
+                    return Err(invalid(
+                        p,
+                        "csv.fallback_encoding",
+                        format!("{s:?}: expected windows-1252 or iso-8859-1"),
+                    ));
                 }
             },
         };
         let decimal = match c.decimal.as_deref() {
             None | Some(".") => b'.',
             Some(",") => b',',
-            Some(s) => return Err(invalid(p, "csv.decimal", format!("{s:?}: expected \".\" or \",\""))),
+            Some(s) => {
+                return Err(invalid(
+                    p,
+                    "csv.decimal",
+                    format!("{s:?}: expected \".\" or \",\""),
+                ));
+            }
         };
         let thousands = match c.thousands.as_deref() {
             None | Some("") => None,
             Some(s @ ("," | "." | " " | "'")) => Some(s.as_bytes()[0]),
             Some(s) => {
-                return Err(invalid(p, "csv.thousands", format!("{s:?}: expected \",\", \".\", \" \", \"'\" or \"\"")));
+                return Err(invalid(
+                    p,
+                    "csv.thousands",
+                    format!("{s:?}: expected \",\", \".\", \" \", \"'\" or \"\""),
+                ));
             }
         };
         if thousands == Some(decimal) {
-            return Err(invalid(p, "csv.thousands", "the thousands separator must differ from the decimal separator"));
+            return Err(invalid(
+                p,
+                "csv.thousands",
+                "the thousands separator must differ from the decimal separator",
+            ));
         }
         let null_values = c.null_values.clone().unwrap_or_else(|| vec![String::new()]);
         let csv = CsvSettings {
@@ -538,7 +578,13 @@ impl TryFrom<RawContract> for Contract {
         let on_error = match raw.on_error.as_deref() {
             None | Some("reject_file") => OnError::RejectFile,
             Some("quarantine_rows") => OnError::QuarantineRows,
-            Some(s) => return Err(invalid(p, "on_error", format!("{s:?}: expected reject_file or quarantine_rows"))),
+            Some(s) => {
+                return Err(invalid(
+                    p,
+                    "on_error",
+                    format!("{s:?}: expected reject_file or quarantine_rows"),
+                ));
+            }
         };
         let max_rejected_ratio = raw.max_rejected_ratio.unwrap_or(0.01);
         if !(0.0..=1.0).contains(&max_rejected_ratio) {
@@ -547,7 +593,13 @@ impl TryFrom<RawContract> for Contract {
         let ignore_extra_columns = match raw.extra_columns.as_deref() {
             None | Some("error") => false,
             Some("ignore") => true,
-            Some(s) => return Err(invalid(p, "extra_columns", format!("{s:?}: expected error or ignore"))),
+            Some(s) => {
+                return Err(invalid(
+                    p,
+                    "extra_columns",
+                    format!("{s:?}: expected error or ignore"),
+                ));
+            }
         };
 
         let o = raw.output.clone().unwrap_or_default();
@@ -561,19 +613,37 @@ impl TryFrom<RawContract> for Contract {
             }
             Some("snappy") => {
                 if o.zstd_level.is_some() {
-                    return Err(invalid(p, "output.zstd_level", "only meaningful with compression = \"zstd\""));
+                    return Err(invalid(
+                        p,
+                        "output.zstd_level",
+                        "only meaningful with compression = \"zstd\"",
+                    ));
                 }
                 Compression::Snappy
             }
-            Some(s) => return Err(invalid(p, "output.compression", format!("{s:?}: expected zstd or snappy"))),
+            Some(s) => {
+                return Err(invalid(
+                    p,
+                    "output.compression",
+                    format!("{s:?}: expected zstd or snappy"),
+                ));
+            }
         };
         let target_file_bytes = o.target_file_bytes.unwrap_or(DEFAULT_TARGET_FILE_BYTES);
         let row_group_bytes = o.row_group_bytes.unwrap_or(DEFAULT_ROW_GROUP_BYTES);
         if target_file_bytes < 1024 * 1024 {
-            return Err(invalid(p, "output.target_file_bytes", "must be at least 1048576 (1 MiB)"));
+            return Err(invalid(
+                p,
+                "output.target_file_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
         }
         if row_group_bytes < 1024 * 1024 {
-            return Err(invalid(p, "output.row_group_bytes", "must be at least 1048576 (1 MiB)"));
+            return Err(invalid(
+                p,
+                "output.row_group_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
         }
         let output = OutputSettings {
             compression,
@@ -586,17 +656,32 @@ impl TryFrom<RawContract> for Contract {
         let mut seen = HashSet::new();
         for (i, rc) in raw.columns.iter().enumerate() {
             let key = |k: &str| format!("columns[{i}].{k}");
-            names::check_identifier(&rc.name).map_err(|e| invalid(p, key("name"), e.to_string()))?;
+            names::check_identifier(&rc.name)
+                .map_err(|e| invalid(p, key("name"), e.to_string()))?;
             if !seen.insert(rc.name.clone()) {
-                return Err(invalid(p, key("name"), format!("column {:?} is declared twice", rc.name)));
+                return Err(invalid(
+                    p,
+                    key("name"),
+                    format!("column {:?} is declared twice", rc.name),
+                ));
             }
             let ty = ColumnType::parse(&rc.type_).map_err(|e| invalid(p, key("type"), e))?;
             let source = match (&rc.source, rc.index) {
-                (Some(_), Some(_)) => return Err(invalid(p, key("source"), "give either source or index, not both")),
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        p,
+                        key("source"),
+                        "give either source or index, not both",
+                    ));
+                }
                 (Some(s), None) => {
                     let s = s.trim();
                     if s.is_empty() {
-                        return Err(invalid(p, key("source"), "must not be empty (use index for unnamed columns)"));
+                        return Err(invalid(
+                            p,
+                            key("source"),
+                            "must not be empty (use index for unnamed columns)",
+                        ));
                     }
                     Source::Header(s.to_string())
                 }
@@ -604,7 +689,11 @@ impl TryFrom<RawContract> for Contract {
                 (None, None) => Source::ByName,
             };
             if !csv.header && !matches!(source, Source::Index(_)) {
-                return Err(invalid(p, key("index"), "csv.header = false: every column needs index = N (0-based)"));
+                return Err(invalid(
+                    p,
+                    key("index"),
+                    "csv.header = false: every column needs index = N (0-based)",
+                ));
             }
             let formats = match (&rc.formats, ty.is_temporal()) {
                 (Some(f), true) if !f.is_empty() => {
@@ -618,15 +707,29 @@ impl TryFrom<RawContract> for Contract {
                         return Err(invalid(
                             p,
                             key("formats"),
-                            format!("{a:?} and {b:?} differ only by the order of day and month: a value like 03/04/2024 would be read one way silently; keep one"),
+                            format!(
+                                "{a:?} and {b:?} differ only by the order of day and month: a value like 03/04/2024 would be read one way silently; keep one"
+                            ),
                         ));
                     }
                     out
                 }
                 (_, true) => {
-                    return Err(invalid(p, key("formats"), format!("a {ty} column needs formats, e.g. [\"%Y-%m-%d\"] or [\"%d/%m/%Y\"]")));
+                    return Err(invalid(
+                        p,
+                        key("formats"),
+                        format!(
+                            "a {ty} column needs formats, e.g. [\"%Y-%m-%d\"] or [\"%d/%m/%Y\"]"
+                        ),
+                    ));
                 }
-                (Some(_), false) => return Err(invalid(p, key("formats"), format!("only date and timestamp columns take formats, not {ty}"))),
+                (Some(_), false) => {
+                    return Err(invalid(
+                        p,
+                        key("formats"),
+                        format!("only date and timestamp columns take formats, not {ty}"),
+                    ));
+                }
                 (None, false) => Vec::new(),
             };
             let pii = match rc.pii.as_deref() {
@@ -635,26 +738,50 @@ impl TryFrom<RawContract> for Contract {
             };
             match pii {
                 Pii::Year if !ty.is_temporal() => {
-                    return Err(invalid(p, key("pii"), format!("year applies to date or timestamp columns, not {ty}")));
+                    return Err(invalid(
+                        p,
+                        key("pii"),
+                        format!("year applies to date or timestamp columns, not {ty}"),
+                    ));
                 }
                 Pii::Hmac | Pii::Truncate(_) if ty != ColumnType::String => {
-                    return Err(invalid(p, key("pii"), format!("{pii} applies to string columns, not {ty}")));
+                    return Err(invalid(
+                        p,
+                        key("pii"),
+                        format!("{pii} applies to string columns, not {ty}"),
+                    ));
                 }
                 _ => {}
             }
             let is_bool = ty == ColumnType::Boolean;
             if !is_bool && (rc.true_values.is_some() || rc.false_values.is_some()) {
-                return Err(invalid(p, key("true_values"), "only boolean columns take true_values/false_values"));
+                return Err(invalid(
+                    p,
+                    key("true_values"),
+                    "only boolean columns take true_values/false_values",
+                ));
             }
-            let lower = |v: &Vec<String>| v.iter().map(|s| s.trim().to_lowercase()).collect::<Vec<_>>();
-            let true_values = rc.true_values.as_ref().map(lower).unwrap_or_else(|| {
-                ["true", "t", "yes", "y", "1"].map(String::from).to_vec()
-            });
-            let false_values = rc.false_values.as_ref().map(lower).unwrap_or_else(|| {
-                ["false", "f", "no", "n", "0"].map(String::from).to_vec()
-            });
+            let lower = |v: &Vec<String>| {
+                v.iter()
+                    .map(|s| s.trim().to_lowercase())
+                    .collect::<Vec<_>>()
+            };
+            let true_values = rc
+                .true_values
+                .as_ref()
+                .map(lower)
+                .unwrap_or_else(|| ["true", "t", "yes", "y", "1"].map(String::from).to_vec());
+            let false_values = rc
+                .false_values
+                .as_ref()
+                .map(lower)
+                .unwrap_or_else(|| ["false", "f", "no", "n", "0"].map(String::from).to_vec());
             if let Some(v) = true_values.iter().find(|v| false_values.contains(v)) {
-                return Err(invalid(p, key("true_values"), format!("{v:?} is both a true and a false value")));
+                return Err(invalid(
+                    p,
+                    key("true_values"),
+                    format!("{v:?} is both a true and a false value"),
+                ));
             }
             let null_values = match &rc.null_values {
                 Some(v) => v.iter().map(|s| s.trim().to_string()).collect(),
@@ -678,7 +805,11 @@ impl TryFrom<RawContract> for Contract {
         for (i, rp) in raw.partition_by.iter().enumerate() {
             let key = |k: &str| format!("partition_by[{i}].{k}");
             let Some(ci) = columns.iter().position(|c| c.name == rp.column) else {
-                return Err(invalid(p, key("column"), format!("no declared column named {:?}", rp.column)));
+                return Err(invalid(
+                    p,
+                    key("column"),
+                    format!("no declared column named {:?}", rp.column),
+                ));
             };
             let col = &columns[ci];
             let transform = match rp.transform.as_deref() {
@@ -686,19 +817,46 @@ impl TryFrom<RawContract> for Contract {
                 Some("year") => Transform::Year,
                 Some("month") => Transform::Month,
                 Some("day") => Transform::Day,
-                Some(s) => return Err(invalid(p, key("transform"), format!("{s:?}: expected identity, year, month or day"))),
+                Some(s) => {
+                    return Err(invalid(
+                        p,
+                        key("transform"),
+                        format!("{s:?}: expected identity, year, month or day"),
+                    ));
+                }
             };
             match transform {
                 Transform::Identity if col.ty != ColumnType::String => {
-                    return Err(invalid(p, key("transform"), format!("identity partitions need a string column; {:?} is {}", col.name, col.ty)));
+                    return Err(invalid(
+                        p,
+                        key("transform"),
+                        format!(
+                            "identity partitions need a string column; {:?} is {}",
+                            col.name, col.ty
+                        ),
+                    ));
                 }
                 Transform::Year | Transform::Month | Transform::Day if !col.ty.is_temporal() => {
-                    return Err(invalid(p, key("transform"), format!("{:?} is {}; year/month/day need a date or timestamp column", col.name, col.ty)));
+                    return Err(invalid(
+                        p,
+                        key("transform"),
+                        format!(
+                            "{:?} is {}; year/month/day need a date or timestamp column",
+                            col.name, col.ty
+                        ),
+                    ));
                 }
                 _ => {}
             }
             if col.pii != Pii::Keep {
-                return Err(invalid(p, key("column"), format!("{:?} has pii = {}: a partition key would expose it in folder names", col.name, col.pii)));
+                return Err(invalid(
+                    p,
+                    key("column"),
+                    format!(
+                        "{:?} has pii = {}: a partition key would expose it in folder names",
+                        col.name, col.pii
+                    ),
+                ));
             }
             let name = match &rp.name {
                 Some(n) => n.clone(),
@@ -711,10 +869,22 @@ impl TryFrom<RawContract> for Contract {
             };
             names::check_identifier(&name).map_err(|e| invalid(p, key("name"), e.to_string()))?;
             if !key_names.insert(name.clone()) {
-                return Err(invalid(p, key("name"), format!("partition key {name:?} appears twice")));
+                return Err(invalid(
+                    p,
+                    key("name"),
+                    format!("partition key {name:?} appears twice"),
+                ));
             }
-            if transform != Transform::Identity && columns.iter().any(|c| c.name == name && c.pii != Pii::Drop) {
-                return Err(invalid(p, key("name"), format!("partition key {name:?} has the name of a column; Athena would see it twice (set name = \"...\")")));
+            if transform != Transform::Identity
+                && columns.iter().any(|c| c.name == name && c.pii != Pii::Drop)
+            {
+                return Err(invalid(
+                    p,
+                    key("name"),
+                    format!(
+                        "partition key {name:?} has the name of a column; Athena would see it twice (set name = \"...\")"
+                    ),
+                ));
             }
             partition_by.push(PartitionSpec {
                 column: ci,
@@ -724,10 +894,17 @@ impl TryFrom<RawContract> for Contract {
         }
         if !columns.is_empty()
             && columns.iter().enumerate().all(|(i, c)| {
-                c.pii == Pii::Drop || partition_by.iter().any(|p| p.column == i && p.transform == Transform::Identity)
+                c.pii == Pii::Drop
+                    || partition_by
+                        .iter()
+                        .any(|p| p.column == i && p.transform == Transform::Identity)
             })
         {
-            return Err(invalid(p, "columns", "no column would be left in the Parquet body"));
+            return Err(invalid(
+                p,
+                "columns",
+                "no column would be left in the Parquet body",
+            ));
         }
 
         Ok(Contract {
@@ -768,7 +945,13 @@ columns = [
     fn valid_contract_parses_with_defaults() {
         let c = parse(BASE).unwrap();
         assert_eq!(c.columns.len(), 4);
-        assert_eq!(c.columns[2].ty, ColumnType::Decimal { precision: 12, scale: 2 });
+        assert_eq!(
+            c.columns[2].ty,
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2
+            }
+        );
         assert_eq!(c.csv.delimiter, Delimiter::Fixed(b','));
         assert_eq!(c.csv.encoding, Encoding::Auto);
         assert_eq!(c.on_error, OnError::RejectFile);
@@ -789,7 +972,10 @@ columns = [
     #[test]
     fn errors_name_product_and_key() {
         let e = err(&BASE.replace("decimal(12,2)", "decimal(40,2)"));
-        assert!(e.contains("\"stays\"") && e.contains("columns[2].type"), "{e}");
+        assert!(
+            e.contains("\"stays\"") && e.contains("columns[2].type"),
+            "{e}"
+        );
         let e = err(&BASE.replace("\"bigint\"", "\"long\""));
         assert!(e.contains("columns[0].type") && e.contains("long"), "{e}");
     }
@@ -797,7 +983,10 @@ columns = [
     #[test]
     fn day_month_swapped_formats_are_refused() {
         let e = err(&BASE.replace("\"%Y-%m-%d\"", "\"%m/%d/%Y\""));
-        assert!(e.contains("columns[1].formats") && e.contains("order of day and month"), "{e}");
+        assert!(
+            e.contains("columns[1].formats") && e.contains("order of day and month"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -812,23 +1001,37 @@ columns = [
         assert!(e.contains("columns[3].pii"), "{e}");
         let e = err(&BASE.replace("type = \"bigint\"", "type = \"bigint\", pii = \"hmac\""));
         assert!(e.contains("columns[0].pii") && e.contains("string"), "{e}");
-        let c = parse(&BASE.replace("formats = [\"%d/%m/%Y\", \"%Y-%m-%d\"]", "formats = [\"%d/%m/%Y\"], pii = \"year\"")).unwrap();
+        let c = parse(&BASE.replace(
+            "formats = [\"%d/%m/%Y\", \"%Y-%m-%d\"]",
+            "formats = [\"%d/%m/%Y\"], pii = \"year\"",
+        ))
+        .unwrap();
         assert_eq!(c.columns[1].output_type(), ColumnType::Int);
     }
 
     #[test]
     fn partitions_validate() {
-        let ok = format!("{BASE}\npartition_by = [{{ column = \"adm\", transform = \"year\" }}, {{ column = \"adm\", transform = \"month\" }}]\n");
+        let ok = format!(
+            "{BASE}\npartition_by = [{{ column = \"adm\", transform = \"year\" }}, {{ column = \"adm\", transform = \"month\" }}]\n"
+        );
         let c = parse(&ok).unwrap();
         assert_eq!(c.partition_by[0].name, "year");
         assert_eq!(c.partition_by[1].transform, Transform::Month);
-        let e = err(&format!("{BASE}\npartition_by = [{{ column = \"cost\", transform = \"year\" }}]\n"));
+        let e = err(&format!(
+            "{BASE}\npartition_by = [{{ column = \"cost\", transform = \"year\" }}]\n"
+        ));
         assert!(e.contains("partition_by[0].transform"), "{e}");
-        let e = err(&format!("{BASE}\npartition_by = [{{ column = \"nope\" }}]\n"));
+        let e = err(&format!(
+            "{BASE}\npartition_by = [{{ column = \"nope\" }}]\n"
+        ));
         assert!(e.contains("partition_by[0].column"), "{e}");
-        let e = err(&format!("{BASE}\npartition_by = [{{ column = \"pid\" }}]\n"));
+        let e = err(&format!(
+            "{BASE}\npartition_by = [{{ column = \"pid\" }}]\n"
+        ));
         assert!(e.contains("pii"), "{e}");
-        let e = err(&format!("{BASE}\npartition_by = [{{ column = \"adm\", transform = \"year\" }}, {{ column = \"adm\", transform = \"year\" }}]\n"));
+        let e = err(&format!(
+            "{BASE}\npartition_by = [{{ column = \"adm\", transform = \"year\" }}, {{ column = \"adm\", transform = \"year\" }}]\n"
+        ));
         assert!(e.contains("appears twice"), "{e}");
     }
 
@@ -838,9 +1041,14 @@ columns = [
         assert!(e.contains("csv.delimiter"), "{e}");
         let e = err(&format!("{BASE}\n[csv]\nencoding = \"ebcdic\"\n"));
         assert!(e.contains("csv.encoding"), "{e}");
-        let e = err(&format!("{BASE}\n[csv]\ndecimal = \",\"\nthousands = \",\"\n"));
+        let e = err(&format!(
+            "{BASE}\n[csv]\ndecimal = \",\"\nthousands = \",\"\n"
+        ));
         assert!(e.contains("csv.thousands"), "{e}");
-        let c = parse(&format!("{BASE}\n[csv]\ndelimiter = \"\\t\"\nencoding = \"latin-1\"\n")).unwrap();
+        let c = parse(&format!(
+            "{BASE}\n[csv]\ndelimiter = \"\\t\"\nencoding = \"latin-1\"\n"
+        ))
+        .unwrap();
         assert_eq!(c.csv.delimiter, Delimiter::Fixed(b'\t'));
         assert_eq!(c.csv.encoding, Encoding::Iso8859_1);
     }

@@ -159,9 +159,13 @@ pub enum ConvertError {
     Decode(#[from] DecodeError),
     #[error("{}: rejected ({}): {} error(s), first at {}; report: {}", .0.file.display(), .0.why, .0.errors_total, .0.first, .0.report.display())]
     Rejected(Box<Rejection>),
-    #[error("product {product:?} pseudonymises column {column:?} (pii = \"hmac\") but no pseudonym key was given")]
+    #[error(
+        "product {product:?} pseudonymises column {column:?} (pii = \"hmac\") but no pseudonym key was given"
+    )]
     KeyMissing { product: String, column: String },
-    #[error("product {product:?} has no columns (discovery mode): run `lakemesh-agent infer` and pin the result")]
+    #[error(
+        "product {product:?} has no columns (discovery mode): run `lakemesh-agent infer` and pin the result"
+    )]
     Discovery { product: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -176,7 +180,10 @@ impl ConvertError {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ConvertError + '_ {
-    move |source| ConvertError::Io { path: path.to_path_buf(), source }
+    move |source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// How one declared column is read.
@@ -235,13 +242,20 @@ impl Sink<'_> {
         if !part.dir.is_empty() {
             dir.push(&part.dir);
         }
-        PartitionWriter::new(dir, self.schema.clone(), self.props.clone(), &self.contract.output)
+        PartitionWriter::new(
+            dir,
+            self.schema.clone(),
+            self.props.clone(),
+            &self.contract.output,
+        )
     }
 
     /// Writes or spills the largest buffer until the budget holds.
     fn relieve(&mut self, parts: &mut [Partition]) -> Result<(), ConvertError> {
         while self.held > self.budget {
-            let Some((i, _)) = parts.iter().enumerate().max_by_key(|(_, p)| p.buf.bytes) else { return Ok(()) };
+            let Some((i, _)) = parts.iter().enumerate().max_by_key(|(_, p)| p.buf.bytes) else {
+                return Ok(());
+            };
             self.flush(&mut parts[i], false)?;
         }
         Ok(())
@@ -254,32 +268,43 @@ impl Sink<'_> {
             return Ok(());
         }
         self.held -= part.buf.bytes;
-        let batch = part.buf.finish(&self.schema).map_err(|e| ConvertError::Output {
-            path: self.staging.clone(),
-            message: e.to_string(),
-        })?;
+        let batch = part
+            .buf
+            .finish(&self.schema)
+            .map_err(|e| ConvertError::Output {
+                path: self.staging.clone(),
+                message: e.to_string(),
+            })?;
         if to_parquet || part.writer.is_some() || batch.num_rows() >= MIN_ROW_GROUP_ROWS {
             if part.writer.is_none() {
                 part.writer = Some(self.writer_for(part));
             }
-            let Some(w) = part.writer.as_mut() else { unreachable!("set above") };
+            let Some(w) = part.writer.as_mut() else {
+                unreachable!("set above")
+            };
             let dir = w.dir().to_path_buf();
             replay_spill(part.spill.take(), w)?;
             w.write(&batch).map_err(io_at(&dir))?;
             return Ok(());
         }
         if part.spill.is_none() {
-            let path = self.staging.join("spill").join(format!("{}.arrows", self.spill_seq));
+            let path = self
+                .staging
+                .join("spill")
+                .join(format!("{}.arrows", self.spill_seq));
             self.spill_seq += 1;
             std::fs::create_dir_all(self.staging.join("spill")).map_err(io_at(&path))?;
             let f = File::create(&path).map_err(io_at(&path))?;
-            let w = StreamWriter::try_new(BufWriter::with_capacity(64 * 1024, f), &self.schema).map_err(|e| ConvertError::Output {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let w = StreamWriter::try_new(BufWriter::with_capacity(64 * 1024, f), &self.schema)
+                .map_err(|e| ConvertError::Output {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
             part.spill = Some((w, path));
         }
-        let Some((w, path)) = part.spill.as_mut() else { unreachable!("set above") };
+        let Some((w, path)) = part.spill.as_mut() else {
+            unreachable!("set above")
+        };
         w.write(&batch).map_err(|e| ConvertError::Output {
             path: path.clone(),
             message: e.to_string(),
@@ -288,15 +313,24 @@ impl Sink<'_> {
 }
 
 /// Writes the spilled batches of a partition into its Parquet writer and removes the spill file.
-fn replay_spill(spill: Option<(StreamWriter<BufWriter<File>>, PathBuf)>, w: &mut PartitionWriter) -> Result<(), ConvertError> {
-    let Some((mut sw, path)) = spill else { return Ok(()) };
-    let out = |e: arrow_schema::ArrowError| ConvertError::Output { path: path.clone(), message: e.to_string() };
+fn replay_spill(
+    spill: Option<(StreamWriter<BufWriter<File>>, PathBuf)>,
+    w: &mut PartitionWriter,
+) -> Result<(), ConvertError> {
+    let Some((mut sw, path)) = spill else {
+        return Ok(());
+    };
+    let out = |e: arrow_schema::ArrowError| ConvertError::Output {
+        path: path.clone(),
+        message: e.to_string(),
+    };
     sw.finish().map_err(out)?;
     let mut inner = sw.into_inner().map_err(out)?;
     inner.flush().map_err(io_at(&path))?;
     drop(inner);
     let f = File::open(&path).map_err(io_at(&path))?;
-    let reader = StreamReader::try_new(BufReader::with_capacity(256 * 1024, f), None).map_err(out)?;
+    let reader =
+        StreamReader::try_new(BufReader::with_capacity(256 * 1024, f), None).map_err(out)?;
     for batch in reader {
         let batch: RecordBatch = batch.map_err(out)?;
         w.write(&batch).map_err(io_at(&path))?;
@@ -332,10 +366,16 @@ fn show_value(raw: &[u8]) -> String {
 }
 
 /// Converts one export.
-pub fn convert_file(contract: &Contract, input: &Path, opts: &ConvertOptions) -> Result<ConvertReport, ConvertError> {
+pub fn convert_file(
+    contract: &Contract,
+    input: &Path,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport, ConvertError> {
     let started = Instant::now();
     if contract.is_discovery() {
-        return Err(ConvertError::Discovery { product: contract.name.clone() });
+        return Err(ConvertError::Discovery {
+            product: contract.name.clone(),
+        });
     }
     if let Some(c) = contract.columns.iter().find(|c| c.pii == Pii::Hmac)
         && opts.key.is_none()
@@ -345,7 +385,10 @@ pub fn convert_file(contract: &Contract, input: &Path, opts: &ConvertOptions) ->
             column: c.name.clone(),
         });
     }
-    let file_name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "input".into());
+    let file_name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
     let mut decoded = decode::open(input, &contract.csv)?;
 
     std::fs::create_dir_all(&opts.out_dir).map_err(io_at(&opts.out_dir))?;
@@ -353,10 +396,21 @@ pub fn convert_file(contract: &Contract, input: &Path, opts: &ConvertOptions) ->
         "{}-{}-{}",
         contract.name,
         std::process::id(),
-        started.elapsed().as_nanos() ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()))
+        started.elapsed().as_nanos()
+            ^ (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()))
     ));
     std::fs::create_dir_all(&staging).map_err(io_at(&staging))?;
-    let result = run(contract, input, &file_name, opts, &mut decoded, &staging, started);
+    let result = run(
+        contract,
+        input,
+        &file_name,
+        opts,
+        &mut decoded,
+        &staging,
+        started,
+    );
     let _ = std::fs::remove_dir_all(&staging);
     result
 }
@@ -381,10 +435,23 @@ fn run(
         .buffer_capacity(1 << 20)
         .from_reader(&mut decoded.reader);
     let line_offset = decoded.lines_skipped;
-    let mut errors = Errors { list: Vec::new(), total: 0 };
-    let reject = |errors: Errors, why: String, rows_read: u64, rows_rejected: u64| -> ConvertError {
-        reject_file(contract, input, file_name, opts, errors, why, rows_read, rows_rejected)
+    let mut errors = Errors {
+        list: Vec::new(),
+        total: 0,
     };
+    let reject =
+        |errors: Errors, why: String, rows_read: u64, rows_rejected: u64| -> ConvertError {
+            reject_file(
+                contract,
+                input,
+                file_name,
+                opts,
+                errors,
+                why,
+                rows_read,
+                rows_rejected,
+            )
+        };
 
     // Header (or the first record of a headerless file).
     let mut record = ByteRecord::new();
@@ -407,7 +474,11 @@ fn run(
             source_header: None,
             field: None,
             value: None,
-            reason: if csv_cfg.header { "the file has no header line (it is empty)".into() } else { "the file is empty".into() },
+            reason: if csv_cfg.header {
+                "the file has no header line (it is empty)".into()
+            } else {
+                "the file is empty".into()
+            },
         });
         return Err(reject(errors, "empty".into(), 0, 0));
     }
@@ -425,7 +496,8 @@ fn run(
                         source_header: None,
                         field: Some(i + 1),
                         value: Some(show_value(f)),
-                        reason: "header is not valid UTF-8; set csv.encoding (e.g. windows-1252)".into(),
+                        reason: "header is not valid UTF-8; set csv.encoding (e.g. windows-1252)"
+                            .into(),
                     });
                     return Err(reject(errors, "bad header".into(), 0, 0));
                 }
@@ -442,7 +514,12 @@ fn run(
             for e in list {
                 errors.push(e);
             }
-            return Err(reject(errors, "header does not match the contract".into(), 0, 0));
+            return Err(reject(
+                errors,
+                "header does not match the contract".into(),
+                0,
+                0,
+            ));
         }
     };
 
@@ -450,7 +527,10 @@ fn run(
     let body_cols: Vec<(String, ColumnType, String)> = contract
         .body_columns()
         .map(|(i, c)| {
-            let header = plans.iter().find(|p| p.col == i).map_or_else(|| c.name.clone(), |p| p.header.clone());
+            let header = plans
+                .iter()
+                .find(|p| p.col == i)
+                .map_or_else(|| c.name.clone(), |p| p.header.clone());
             (c.name.clone(), c.output_type(), header)
         })
         .collect();
@@ -462,9 +542,11 @@ fn run(
         KeyValue::new("lakemesh.source_file".to_string(), file_name.to_string()),
     ];
     let no_dict: Vec<String> = Vec::new();
-    let props = writer_properties(&contract.output, metadata, &no_dict).map_err(|message| ConvertError::Output {
-        path: staging.to_path_buf(),
-        message,
+    let props = writer_properties(&contract.output, metadata, &no_dict).map_err(|message| {
+        ConvertError::Output {
+            path: staging.to_path_buf(),
+            message,
+        }
     })?;
     let mut sink = Sink {
         schema: schema.clone(),
@@ -494,7 +576,11 @@ fn run(
     let mut doomed = false; // reject_file after the first error: keep counting, stop writing
     let mut footer: VecDeque<ByteRecord> = VecDeque::new();
     let footer_n = csv_cfg.skip_footer_rows as usize;
-    let mut pending_first = if csv_cfg.header { None } else { Some(first.clone()) };
+    let mut pending_first = if csv_cfg.header {
+        None
+    } else {
+        Some(first.clone())
+    };
     let mut last_progress = 0u64;
 
     loop {
@@ -507,7 +593,12 @@ fn run(
                 Ok(g) => g,
                 Err(e) => {
                     errors.push(csv_error(&e, line_offset));
-                    return Err(reject(errors, "unreadable".into(), rows_read, rows_rejected));
+                    return Err(reject(
+                        errors,
+                        "unreadable".into(),
+                        rows_read,
+                        rows_rejected,
+                    ));
                 }
             }
         };
@@ -522,7 +613,9 @@ fn run(
             if footer.len() <= footer_n {
                 continue;
             }
-            let Some(r) = footer.pop_front() else { unreachable!("len > n >= 1") };
+            let Some(r) = footer.pop_front() else {
+                unreachable!("len > n >= 1")
+            };
             record = r;
         }
         rows_read += 1;
@@ -550,7 +643,9 @@ fn run(
                 column: None,
                 source_header: None,
                 field: None,
-                value: Some(show_value(&record.as_slice()[..record.as_slice().len().min(200)])),
+                value: Some(show_value(
+                    &record.as_slice()[..record.as_slice().len().min(200)],
+                )),
                 reason: format!("expected {width} fields, found {}{hint}", record.len()),
             });
         } else {
@@ -577,8 +672,20 @@ fn run(
         if errors.total > before {
             rows_rejected += 1;
             if quarantine {
-                let reason = errors.list.last().map(|e| e.to_string()).unwrap_or_default();
-                write_reject(&mut rejects, staging, &headers, csv_cfg.header, &record, line, &reason)?;
+                let reason = errors
+                    .list
+                    .last()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                write_reject(
+                    &mut rejects,
+                    staging,
+                    &headers,
+                    csv_cfg.header,
+                    &record,
+                    line,
+                    &reason,
+                )?;
             } else {
                 doomed = true;
             }
@@ -608,8 +715,17 @@ fn run(
                 }
                 key_buf.push_str(&spec.name);
                 key_buf.push('=');
-                let plan = plans.iter().position(|p| p.col == spec.column).unwrap_or_else(|| unreachable!("partition columns are planned"));
-                push_partition_value(&mut key_buf, spec.transform, plans[plan].ty, vals[plan], &record);
+                let plan = plans
+                    .iter()
+                    .position(|p| p.col == spec.column)
+                    .unwrap_or_else(|| unreachable!("partition columns are planned"));
+                push_partition_value(
+                    &mut key_buf,
+                    spec.transform,
+                    plans[plan].ty,
+                    vals[plan],
+                    &record,
+                );
             }
             match part_index.get(key_buf.as_str()) {
                 Some(&i) => i,
@@ -647,7 +763,11 @@ fn run(
                 }
                 Val::Int(x) => {
                     if p.pii == Pii::Year {
-                        let days = if p.ty == ColumnType::Timestamp { x.div_euclid(86_400_000) } else { x };
+                        let days = if p.ty == ColumnType::Timestamp {
+                            x.div_euclid(86_400_000)
+                        } else {
+                            x
+                        };
                         col.append_i64(datefmt::civil_from_days(days as i32).0 as i64);
                     } else {
                         col.append_i64(x);
@@ -668,8 +788,13 @@ fn run(
                 }
                 Val::Str(i) => {
                     // Checked valid UTF-8 in parse_value.
-                    let s = std::str::from_utf8(&record[i]).unwrap_or_else(|_| unreachable!("validated"));
-                    let s = if contract.csv.trim_strings { s.trim() } else { s };
+                    let s = std::str::from_utf8(&record[i])
+                        .unwrap_or_else(|_| unreachable!("validated"));
+                    let s = if contract.csv.trim_strings {
+                        s.trim()
+                    } else {
+                        s
+                    };
                     match p.pii {
                         Pii::Hmac => {
                             text_buf.clear();
@@ -707,9 +832,17 @@ fn run(
 
     // Policy.
     if errors.total > 0 && !quarantine {
-        return Err(reject(errors, "on_error = reject_file".into(), rows_read, rows_rejected));
+        return Err(reject(
+            errors,
+            "on_error = reject_file".into(),
+            rows_read,
+            rows_rejected,
+        ));
     }
-    if quarantine && rows_read > 0 && (rows_rejected as f64 / rows_read as f64) > contract.max_rejected_ratio {
+    if quarantine
+        && rows_read > 0
+        && (rows_rejected as f64 / rows_read as f64) > contract.max_rejected_ratio
+    {
         let why = format!(
             "{rows_rejected} of {rows_read} rows rejected, above max_rejected_ratio = {}",
             contract.max_rejected_ratio
@@ -734,8 +867,18 @@ fn run(
         });
     }
     parts.sort_by(|a, b| a.dir.cmp(&b.dir));
+    let phase1 = started.elapsed().as_secs_f64();
+    log::debug!(
+        "phase 1 (parse, route, spill): {phase1:.2} s, {} partitions",
+        parts.len()
+    );
     let ensure_one = contract.partition_by.is_empty();
     let written = finish_partitions(&mut sink, parts, opts.threads.max(1), ensure_one)?;
+
+    log::debug!(
+        "phase 2 (encode): {:.2} s",
+        started.elapsed().as_secs_f64() - phase1
+    );
 
     // Move into place.
     let product_dir = opts.out_dir.join(&contract.name);
@@ -775,7 +918,17 @@ fn run(
         None => None,
     };
 
-    let manifest = write_manifest(contract, &plans, &opts.out_dir, &batch_id, file_name, source_bytes, &source_sha256, rows_written, &objects)?;
+    let manifest = write_manifest(
+        contract,
+        &plans,
+        &opts.out_dir,
+        &batch_id,
+        file_name,
+        source_bytes,
+        &source_sha256,
+        rows_written,
+        &objects,
+    )?;
     Ok(ConvertReport {
         product: contract.name.clone(),
         source: input.to_path_buf(),
@@ -799,15 +952,29 @@ pub fn batch_id_of(sha256_hex: &str) -> String {
     sha256_hex[..16].to_string()
 }
 
-type Written = Vec<(String, Vec<(String, String)>, Vec<WrittenFile>)>;
+/// A finished partition: folder, key values, files.
+type Finished = (String, Vec<(String, String)>, Vec<WrittenFile>);
+type Written = Vec<Finished>;
 
-fn finish_partitions(sink: &mut Sink<'_>, parts: Vec<Partition>, threads: usize, ensure_one: bool) -> Result<Written, ConvertError> {
-    let finish_one = |sink: &Sink<'_>, mut part: Partition| -> Result<(String, Vec<(String, String)>, Vec<WrittenFile>), ConvertError> {
+fn finish_partitions(
+    sink: &mut Sink<'_>,
+    parts: Vec<Partition>,
+    threads: usize,
+    ensure_one: bool,
+) -> Result<Written, ConvertError> {
+    let finish_one = |sink: &Sink<'_>, mut part: Partition| -> Result<Finished, ConvertError> {
         let mut w = part.writer.take().unwrap_or_else(|| sink.writer_for(&part));
         let dir = w.dir().to_path_buf();
         replay_spill(part.spill.take(), &mut w)?;
         if part.buf.rows > 0 {
-            let batch = part.buf.finish(&sink.schema).map_err(|e| ConvertError::Output { path: dir.clone(), message: e.to_string() })?;
+            let batch = part
+                .buf
+                .finish(&sink.schema)
+                .map_err(|e| ConvertError::Output {
+                    path: dir.clone(),
+                    message: e.to_string(),
+                })?;
+            part.buf.release();
             w.write(&batch).map_err(io_at(&dir))?;
         }
         let files = w.finish(ensure_one).map_err(io_at(&dir))?;
@@ -865,7 +1032,7 @@ fn remove_previous(product_dir: &Path, batch_id: &str) -> io::Result<()> {
 }
 
 fn is_blank(r: &ByteRecord) -> bool {
-    r.len() == 0 || (r.len() == 1 && parse::trim(&r[0]).iter().all(|&c| c == b'\r'))
+    r.is_empty() || (r.len() == 1 && parse::trim(&r[0]).iter().all(|&c| c == b'\r'))
 }
 
 fn csv_error(e: &csv::Error, line_offset: u64) -> RowError {
@@ -885,7 +1052,11 @@ fn csv_error(e: &csv::Error, line_offset: u64) -> RowError {
 }
 
 /// Maps contract columns to record positions; lists every mismatch.
-fn plan_fields(contract: &Contract, headers: &[String], line: u64) -> Result<Vec<FieldPlan>, Vec<RowError>> {
+fn plan_fields(
+    contract: &Contract,
+    headers: &[String],
+    line: u64,
+) -> Result<Vec<FieldPlan>, Vec<RowError>> {
     let mut errs = Vec::new();
     let err = |reason: String| RowError {
         line,
@@ -895,7 +1066,8 @@ fn plan_fields(contract: &Contract, headers: &[String], line: u64) -> Result<Vec
         value: None,
         reason,
     };
-    let normalised: Vec<Option<String>> = headers.iter().map(|h| names::normalise_header(h)).collect();
+    let normalised: Vec<Option<String>> =
+        headers.iter().map(|h| names::normalise_header(h)).collect();
     let mut used = vec![false; headers.len()];
     let mut plans = Vec::new();
     let body: Vec<usize> = contract.body_columns().map(|(i, _)| i).collect();
@@ -907,12 +1079,20 @@ fn plan_fields(contract: &Contract, headers: &[String], line: u64) -> Result<Vec
                 } else {
                     errs.push(RowError {
                         column: Some(c.name.clone()),
-                        ..err(format!("index = {n} but the file has {} fields", headers.len()))
+                        ..err(format!(
+                            "index = {n} but the file has {} fields",
+                            headers.len()
+                        ))
                     });
                     continue;
                 }
             }
-            Source::Header(h) => headers.iter().enumerate().filter(|(_, x)| *x == h).map(|(i, _)| i).collect(),
+            Source::Header(h) => headers
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| *x == h)
+                .map(|(i, _)| i)
+                .collect(),
             Source::ByName => normalised
                 .iter()
                 .enumerate()
@@ -929,7 +1109,11 @@ fn plan_fields(contract: &Contract, headers: &[String], line: u64) -> Result<Vec
                 if used[*i] {
                     errs.push(RowError {
                         column: Some(c.name.clone()),
-                        ..err(format!("field {} ({:?}) is already the source of another column", i + 1, headers[*i]))
+                        ..err(format!(
+                            "field {} ({:?}) is already the source of another column",
+                            i + 1,
+                            headers[*i]
+                        ))
                     });
                     continue;
                 }
@@ -942,7 +1126,11 @@ fn plan_fields(contract: &Contract, headers: &[String], line: u64) -> Result<Vec
                     ty: c.ty,
                     formats: c.formats.clone(),
                     only_empty_null: c.null_values.iter().all(|v| v.is_empty()),
-                    nulls: c.null_values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+                    nulls: c
+                        .null_values
+                        .iter()
+                        .map(|v| v.as_bytes().to_vec())
+                        .collect(),
                     true_values: c.true_values.clone(),
                     false_values: c.false_values.clone(),
                     pii: c.pii,
@@ -953,15 +1141,25 @@ fn plan_fields(contract: &Contract, headers: &[String], line: u64) -> Result<Vec
                 column: Some(c.name.clone()),
                 ..err(format!(
                     "missing column: no {want}; the file has {}",
-                    headers.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ")
+                    headers
+                        .iter()
+                        .map(|h| format!("{h:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             }),
             many => errs.push(RowError {
                 column: Some(c.name.clone()),
                 ..err(format!(
                     "ambiguous: {want} matches fields {} ({}); name the exact source",
-                    many.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(" and "),
-                    many.iter().map(|&i| format!("{:?}", headers[i])).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(|i| (i + 1).to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    many.iter()
+                        .map(|&i| format!("{:?}", headers[i]))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             }),
         }
@@ -969,21 +1167,40 @@ fn plan_fields(contract: &Contract, headers: &[String], line: u64) -> Result<Vec
     if !contract.ignore_extra_columns {
         for (i, h) in headers.iter().enumerate() {
             if !used[i] {
-                let what = if h.is_empty() { format!("field {} has no header name", i + 1) } else { format!("field {} ({h:?}) is not in the contract", i + 1) };
+                let what = if h.is_empty() {
+                    format!("field {} has no header name", i + 1)
+                } else {
+                    format!("field {} ({h:?}) is not in the contract", i + 1)
+                };
                 errs.push(RowError {
                     field: Some(i + 1),
                     source_header: Some(h.clone()),
-                    ..err(format!("unexpected column: {what}; declare it or set extra_columns = \"ignore\""))
+                    ..err(format!(
+                        "unexpected column: {what}; declare it or set extra_columns = \"ignore\""
+                    ))
                 });
             }
         }
     }
-    if errs.is_empty() { Ok(plans) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok(plans)
+    } else {
+        Err(errs)
+    }
 }
 
-fn parse_value(p: &FieldPlan, raw: &[u8], n: Numeric, scratch: &mut Vec<u8>) -> Result<Val, String> {
+fn parse_value(
+    p: &FieldPlan,
+    raw: &[u8],
+    n: Numeric,
+    scratch: &mut Vec<u8>,
+) -> Result<Val, String> {
     let t = parse::trim(raw);
-    let is_null = if p.only_empty_null { t.is_empty() && !p.nulls.is_empty() } else { p.nulls.iter().any(|m| m.as_slice() == t) };
+    let is_null = if p.only_empty_null {
+        t.is_empty() && !p.nulls.is_empty()
+    } else {
+        p.nulls.iter().any(|m| m.as_slice() == t)
+    };
     if is_null {
         return Ok(Val::Null);
     }
@@ -995,11 +1212,19 @@ fn parse_value(p: &FieldPlan, raw: &[u8], n: Numeric, scratch: &mut Vec<u8>) -> 
             }
             Val::Str(p.src)
         }
-        ColumnType::Int => Val::Int(parse::parse_int(t, n, i32::MIN as i64, i32::MAX as i64, scratch).map_err(r)?),
-        ColumnType::BigInt => Val::Int(parse::parse_int(t, n, i64::MIN, i64::MAX, scratch).map_err(r)?),
+        ColumnType::Int => {
+            Val::Int(parse::parse_int(t, n, i32::MIN as i64, i32::MAX as i64, scratch).map_err(r)?)
+        }
+        ColumnType::BigInt => {
+            Val::Int(parse::parse_int(t, n, i64::MIN, i64::MAX, scratch).map_err(r)?)
+        }
         ColumnType::Double => Val::F64(parse::parse_double(t, n, scratch).map_err(r)?),
-        ColumnType::Decimal { precision, scale } => Val::Dec(parse::parse_decimal(t, n, precision, scale, scratch).map_err(r)?),
-        ColumnType::Boolean => Val::Bool(parse::parse_bool(t, &p.true_values, &p.false_values).map_err(r)?),
+        ColumnType::Decimal { precision, scale } => {
+            Val::Dec(parse::parse_decimal(t, n, precision, scale, scratch).map_err(r)?)
+        }
+        ColumnType::Boolean => {
+            Val::Bool(parse::parse_bool(t, &p.true_values, &p.false_values).map_err(r)?)
+        }
         ColumnType::Date => match p.formats.iter().find_map(|f| f.parse_date(t)) {
             Some(d) => Val::Int(d as i64),
             None => return Err(format!("not a date in {}", show_formats(&p.formats))),
@@ -1013,7 +1238,11 @@ fn parse_value(p: &FieldPlan, raw: &[u8], n: Numeric, scratch: &mut Vec<u8>) -> 
 
 fn show_formats(f: &[DateFormat]) -> String {
     let list: Vec<String> = f.iter().map(|x| format!("{:?}", x.as_str())).collect();
-    if list.len() == 1 { format!("format {}", list[0]) } else { format!("any of the formats {}", list.join(", ")) }
+    if list.len() == 1 {
+        format!("format {}", list[0])
+    } else {
+        format!("any of the formats {}", list.join(", "))
+    }
 }
 
 fn push_two(buf: &mut String, v: u32) {
@@ -1021,8 +1250,20 @@ fn push_two(buf: &mut String, v: u32) {
     buf.push((b'0' + (v % 10) as u8) as char);
 }
 
-fn push_partition_value(buf: &mut String, t: Transform, ty: ColumnType, v: Val, record: &ByteRecord) {
-    let days = |x: i64| if ty == ColumnType::Timestamp { x.div_euclid(86_400_000) as i32 } else { x as i32 };
+fn push_partition_value(
+    buf: &mut String,
+    t: Transform,
+    ty: ColumnType,
+    v: Val,
+    record: &ByteRecord,
+) {
+    let days = |x: i64| {
+        if ty == ColumnType::Timestamp {
+            x.div_euclid(86_400_000) as i32
+        } else {
+            x as i32
+        }
+    };
     match (t, v) {
         (_, Val::Null) => buf.push_str(names::HIVE_DEFAULT_PARTITION),
         (Transform::Identity, Val::Str(i)) => {
@@ -1032,7 +1273,12 @@ fn push_partition_value(buf: &mut String, t: Transform, ty: ColumnType, v: Val, 
         }
         (Transform::Year, Val::Int(x)) => {
             let (y, _, _) = datefmt::civil_from_days(days(x));
-            buf.push_str(&format!("{y:04}"));
+            if (0..10_000).contains(&y) {
+                push_two(buf, (y / 100) as u32);
+                push_two(buf, (y % 100) as u32);
+            } else {
+                buf.push_str(&y.to_string());
+            }
         }
         (Transform::Month, Val::Int(x)) => push_two(buf, datefmt::civil_from_days(days(x)).1),
         (Transform::Day, Val::Int(x)) => push_two(buf, datefmt::civil_from_days(days(x)).2),
@@ -1051,21 +1297,38 @@ fn write_reject(
 ) -> Result<(), ConvertError> {
     if rejects.is_none() {
         let path = staging.join("rejects.csv");
-        let mut w = csv::WriterBuilder::new().flexible(true).from_path(&path).map_err(|e| ConvertError::Output {
+        let mut w = csv::WriterBuilder::new()
+            .flexible(true)
+            .from_path(&path)
+            .map_err(|e| ConvertError::Output {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let mut head: Vec<String> = if has_header {
+            headers.to_vec()
+        } else {
+            (0..headers.len())
+                .map(|i| format!("field_{}", i + 1))
+                .collect()
+        };
+        head.push("_lakemesh_line".into());
+        head.push("_lakemesh_reason".into());
+        w.write_record(&head).map_err(|e| ConvertError::Output {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let mut head: Vec<String> = if has_header { headers.to_vec() } else { (0..headers.len()).map(|i| format!("field_{}", i + 1)).collect() };
-        head.push("_lakemesh_line".into());
-        head.push("_lakemesh_reason".into());
-        w.write_record(&head).map_err(|e| ConvertError::Output { path: path.clone(), message: e.to_string() })?;
         *rejects = Some((w, path));
     }
-    let Some((w, path)) = rejects.as_mut() else { unreachable!("set above") };
+    let Some((w, path)) = rejects.as_mut() else {
+        unreachable!("set above")
+    };
     let mut row: Vec<Vec<u8>> = record.iter().map(|f| f.to_vec()).collect();
     row.push(line.to_string().into_bytes());
     row.push(reason.as_bytes().to_vec());
-    w.write_record(&row).map_err(|e| ConvertError::Output { path: path.clone(), message: e.to_string() })
+    w.write_record(&row).map_err(|e| ConvertError::Output {
+        path: path.clone(),
+        message: e.to_string(),
+    })
 }
 
 #[derive(Serialize)]
@@ -1115,7 +1378,10 @@ fn reject_file(
         write_atomic(&report, &json)
     };
     if let Err(e) = write() {
-        return ConvertError::Io { path: report, source: e };
+        return ConvertError::Io {
+            path: report,
+            source: e,
+        };
     }
     let first = errors.list.into_iter().next().unwrap_or(RowError {
         line: 0,
@@ -1196,7 +1462,10 @@ fn write_manifest(
             name: c.name.clone(),
             ty: c.output_type().to_string(),
             pii: c.pii.to_string(),
-            source_name: plans.iter().find(|p| p.col == i).map_or_else(|| c.name.clone(), |p| p.header.clone()),
+            source_name: plans
+                .iter()
+                .find(|p| p.col == i)
+                .map_or_else(|| c.name.clone(), |p| p.header.clone()),
         })
         .collect();
     let m = Manifest {
@@ -1204,17 +1473,31 @@ fn write_manifest(
         batch_id,
         product: &contract.name,
         domain: &contract.domain,
-        partition_keys: contract.partition_by.iter().map(|p| p.name.as_str()).collect(),
+        partition_keys: contract
+            .partition_by
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect(),
         columns,
         objects,
         rows,
-        source: ManifestSource { file: file_name, bytes: source_bytes, sha256: sha },
+        source: ManifestSource {
+            file: file_name,
+            bytes: source_bytes,
+            sha256: sha,
+        },
         produced_at: now_rfc3339(),
         agent_version: env!("CARGO_PKG_VERSION"),
     };
-    let dir = out_dir.join("_lakemesh").join("manifests").join(&contract.name);
+    let dir = out_dir
+        .join("_lakemesh")
+        .join("manifests")
+        .join(&contract.name);
     let path = dir.join(format!("{batch_id}.json"));
-    let json = serde_json::to_vec_pretty(&m).map_err(|e| ConvertError::Output { path: path.clone(), message: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(&m).map_err(|e| ConvertError::Output {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
     write_atomic(&path, &json).map_err(io_at(&path))?;
     Ok(path)
@@ -1222,7 +1505,9 @@ fn write_manifest(
 
 /// Current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let ts = datefmt::format_timestamp_millis(secs * 1000);
     format!("{}Z", ts.replacen(' ', "T", 1))
 }

@@ -62,13 +62,17 @@ impl DateFormat {
         let count = |it: Item| items.iter().filter(|&&x| x == it).count();
         let months = count(Item::Month) + count(Item::MonthName);
         if count(Item::Year) != 1 || months != 1 || count(Item::Day) != 1 {
-            return Err(format!("format {text:?} needs exactly one %Y, one %m (or %b) and one %d"));
+            return Err(format!(
+                "format {text:?} needs exactly one %Y, one %m (or %b) and one %d"
+            ));
         }
         let has_time = [Item::Hour, Item::Minute, Item::Second, Item::Fraction]
             .iter()
             .any(|&t| count(t) > 0);
         if has_time && !timestamp {
-            return Err(format!("format {text:?} has a time part; the column is a date (use type = \"timestamp\")"));
+            return Err(format!(
+                "format {text:?} has a time part; the column is a date (use type = \"timestamp\")"
+            ));
         }
         for t in [Item::Hour, Item::Minute, Item::Second, Item::Fraction] {
             if count(t) > 1 {
@@ -98,7 +102,11 @@ impl DateFormat {
     pub fn parse_timestamp_millis(&self, s: &[u8]) -> Option<i64> {
         let p = self.parse_parts(s)?;
         let days = days_from_civil(p.year, p.month, p.day)? as i64;
-        Some(days * 86_400_000 + (p.hour as i64 * 3600 + p.minute as i64 * 60 + p.second as i64) * 1000 + p.millis as i64)
+        Some(
+            days * 86_400_000
+                + (p.hour as i64 * 3600 + p.minute as i64 * 60 + p.second as i64) * 1000
+                + p.millis as i64,
+        )
     }
 
     fn parse_parts(&self, s: &[u8]) -> Option<Parts> {
@@ -110,10 +118,18 @@ impl DateFormat {
             let is_num = |i: Option<&Item>| {
                 matches!(
                     i,
-                    Some(Item::Year | Item::Month | Item::Day | Item::Hour | Item::Minute | Item::Second)
+                    Some(
+                        Item::Year
+                            | Item::Month
+                            | Item::Day
+                            | Item::Hour
+                            | Item::Minute
+                            | Item::Second
+                    )
                 )
             };
-            let next_is_number = (k + 1 < n && is_num(self.items.get(k + 1))) || (k > 0 && is_num(self.items.get(k - 1)));
+            let next_is_number = (k + 1 < n && is_num(self.items.get(k + 1)))
+                || (k > 0 && is_num(self.items.get(k - 1)));
             match *item {
                 Item::Lit(c) => {
                     if s.get(pos) != Some(&c) {
@@ -124,7 +140,9 @@ impl DateFormat {
                 Item::Year => {
                     p.year = digits(s, &mut pos, 4, 4)? as i32;
                 }
-                Item::Month => p.month = digits(s, &mut pos, if next_is_number { 2 } else { 1 }, 2)?,
+                Item::Month => {
+                    p.month = digits(s, &mut pos, if next_is_number { 2 } else { 1 }, 2)?
+                }
                 Item::Day => p.day = digits(s, &mut pos, if next_is_number { 2 } else { 1 }, 2)?,
                 Item::Hour => p.hour = digits(s, &mut pos, if next_is_number { 2 } else { 1 }, 2)?,
                 Item::Minute => p.minute = digits(s, &mut pos, 2, 2)?,
@@ -276,7 +294,12 @@ pub fn format_date(days: i32) -> String {
 pub fn format_timestamp_millis(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let rem = ms.rem_euclid(86_400_000);
-    let (h, mi, s, f) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    let (h, mi, s, f) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
     let date = format_date(days as i32);
     if f == 0 {
         format!("{date} {h:02}:{mi:02}:{s:02}")
@@ -290,7 +313,10 @@ mod tests {
     use super::*;
 
     fn d(f: &str, s: &str) -> Option<String> {
-        DateFormat::compile(f, false).unwrap().parse_date(s.as_bytes()).map(format_date)
+        DateFormat::compile(f, false)
+            .unwrap()
+            .parse_date(s.as_bytes())
+            .map(format_date)
     }
 
     fn ts(f: &str, s: &str) -> Option<String> {
@@ -332,15 +358,30 @@ mod tests {
 
     #[test]
     fn timestamps_in_millis() {
-        assert_eq!(ts("%d/%m/%Y %H:%M:%S", "16/01/2024 17:12:03").as_deref(), Some("2024-01-16 17:12:03"));
-        assert_eq!(ts("%Y-%m-%d %H:%M:%S", "2146-07-21 00:00:00").as_deref(), Some("2146-07-21 00:00:00"));
-        assert_eq!(ts("%Y-%m-%d %H:%M:%S.%f", "2020-01-01 10:00:00.5").as_deref(), Some("2020-01-01 10:00:00.500"));
-        assert_eq!(ts("%Y-%m-%d %H:%M:%S.%f", "2020-01-01 10:00:00.123456").as_deref(), Some("2020-01-01 10:00:00.123"));
+        assert_eq!(
+            ts("%d/%m/%Y %H:%M:%S", "16/01/2024 17:12:03").as_deref(),
+            Some("2024-01-16 17:12:03")
+        );
+        assert_eq!(
+            ts("%Y-%m-%d %H:%M:%S", "2146-07-21 00:00:00").as_deref(),
+            Some("2146-07-21 00:00:00")
+        );
+        assert_eq!(
+            ts("%Y-%m-%d %H:%M:%S.%f", "2020-01-01 10:00:00.5").as_deref(),
+            Some("2020-01-01 10:00:00.500")
+        );
+        assert_eq!(
+            ts("%Y-%m-%d %H:%M:%S.%f", "2020-01-01 10:00:00.123456").as_deref(),
+            Some("2020-01-01 10:00:00.123")
+        );
         assert_eq!(ts("%Y-%m-%d %H:%M:%S", "2020-01-01 24:00:00"), None);
         assert_eq!(ts("%Y-%m-%d %H:%M", "2020-01-01 10:61"), None);
         let f = DateFormat::compile("%Y-%m-%dT%H:%M:%S", true).unwrap();
         assert_eq!(f.parse_timestamp_millis(b"1970-01-01T00:00:01"), Some(1000));
-        assert_eq!(f.parse_timestamp_millis(b"1969-12-31T23:59:59"), Some(-1000));
+        assert_eq!(
+            f.parse_timestamp_millis(b"1969-12-31T23:59:59"),
+            Some(-1000)
+        );
     }
 
     #[test]

@@ -208,7 +208,10 @@ fn is_valid_utf8(file: &mut File) -> io::Result<bool> {
 /// Opens `path` and decodes it per the contract's CSV settings.
 pub fn open(path: &Path, csv: &CsvSettings) -> Result<Decoded, DecodeError> {
     let p = path.display().to_string();
-    let io_err = |source| DecodeError::Io { path: p.clone(), source };
+    let io_err = |source| DecodeError::Io {
+        path: p.clone(),
+        source,
+    };
     let mut file = File::open(path).map_err(io_err)?;
     let mut head = [0u8; 4];
     let mut got = 0;
@@ -236,7 +239,11 @@ pub fn open(path: &Path, csv: &CsvSettings) -> Result<Decoded, DecodeError> {
             if configured != e {
                 return Err(DecodeError::BomMismatch {
                     path: p,
-                    bom: if e == Encoding::Utf8 { "UTF-8" } else { "UTF-16" },
+                    bom: if e == Encoding::Utf8 {
+                        "UTF-8"
+                    } else {
+                        "UTF-16"
+                    },
                     configured: configured.as_str(),
                 });
             }
@@ -268,7 +275,10 @@ pub fn open(path: &Path, csv: &CsvSettings) -> Result<Decoded, DecodeError> {
     } else {
         // windows-1252 maps every byte; iso-8859-1 is decoded as itself (WHATWG folds it into
         // windows-1252, which differs only in 0x80..0x9F, the C1 controls nobody exports).
-        Box::new(BufReader::with_capacity(1 << 20, Transcoder::new(raw, codec)))
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            Transcoder::new(raw, codec),
+        ))
     };
 
     // Preamble lines.
@@ -291,7 +301,11 @@ pub fn open(path: &Path, csv: &CsvSettings) -> Result<Decoded, DecodeError> {
                 .take(64 * 1024)
                 .read_to_end(&mut prefix)
                 .map_err(io_err)?;
-            let d = sniff_delimiter(&prefix, csv.quote).map_err(|reason| DecodeError::Delimiter { path: p.clone(), reason })?;
+            let d =
+                sniff_delimiter(&prefix, csv.quote).map_err(|reason| DecodeError::Delimiter {
+                    path: p.clone(),
+                    reason,
+                })?;
             reader = Box::new(BufReader::new(io::Cursor::new(prefix).chain(reader)));
             d
         }
@@ -360,7 +374,13 @@ pub fn sniff_delimiter(sample: &[u8], quote: u8) -> Result<u8, String> {
         .filter(|(i, _)| lines[0][*i] > 0 && lines.iter().all(|l| l[*i] == lines[0][*i]))
         .map(|(_, &d)| d)
         .collect();
-    let show = |d: u8| if d == b'\t' { "TAB".to_string() } else { (d as char).to_string() };
+    let show = |d: u8| {
+        if d == b'\t' {
+            "TAB".to_string()
+        } else {
+            (d as char).to_string()
+        }
+    };
     if lines.iter().all(|l| l.iter().all(|&n| n == 0)) {
         // No candidate anywhere: a single-column file.
         return Ok(b',');
@@ -373,7 +393,10 @@ pub fn sniff_delimiter(sample: &[u8], quote: u8) -> Result<u8, String> {
         )),
         many => Err(format!(
             "ambiguous: {} each split every line consistently",
-            many.iter().map(|&d| show(d)).collect::<Vec<_>>().join(" and ")
+            many.iter()
+                .map(|&d| show(d))
+                .collect::<Vec<_>>()
+                .join(" and ")
         )),
     }
 }
@@ -421,7 +444,11 @@ mod tests {
 
     #[test]
     fn auto_falls_back_to_windows_1252() {
-        let (text, d) = decode(b"a;b\nl\x92activit\xe9 \x96 x;1\n", &settings(Encoding::Auto)).unwrap();
+        let (text, d) = decode(
+            b"a;b\nl\x92activit\xe9 \x96 x;1\n",
+            &settings(Encoding::Auto),
+        )
+        .unwrap();
         assert_eq!(d.encoding, Encoding::Windows1252);
         assert_eq!(text, "a;b\nl’activité – x;1\n");
     }
@@ -461,8 +488,13 @@ mod tests {
 
     #[test]
     fn bom_contradicting_configuration_is_refused() {
-        let e = decode(b"\xEF\xBB\xBFa\n", &settings(Encoding::Windows1252)).err().unwrap();
-        assert!(e.contains("UTF-8 byte-order mark") && e.contains("windows-1252"), "{e}");
+        let e = decode(b"\xEF\xBB\xBFa\n", &settings(Encoding::Windows1252))
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("UTF-8 byte-order mark") && e.contains("windows-1252"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -470,7 +502,11 @@ mod tests {
         let mut s = settings(Encoding::Auto);
         s.skip_rows = 2;
         s.delimiter = Delimiter::Auto;
-        let (text, d) = decode(b"Title, with comma\nPeriod: 2020\na;b;c\n1;\"2,5\";3\n4;5;6\n", &s).unwrap();
+        let (text, d) = decode(
+            b"Title, with comma\nPeriod: 2020\na;b;c\n1;\"2,5\";3\n4;5;6\n",
+            &s,
+        )
+        .unwrap();
         assert_eq!(d.delimiter, b';');
         assert_eq!(d.lines_skipped, 2);
         assert_eq!(text, "a;b;c\n1;\"2,5\";3\n4;5;6\n");
@@ -480,7 +516,16 @@ mod tests {
     fn sniff_rules() {
         assert_eq!(sniff_delimiter(b"a|b|c\n1|2|3\n", b'"'), Ok(b'|'));
         assert_eq!(sniff_delimiter(b"a\tb\n1\t2", b'"'), Ok(b'\t'));
-        assert_eq!(sniff_delimiter(b"a,b;c\n1,2;3\n", b'"').unwrap_err().contains("ambiguous"), true);
+        assert!(
+            sniff_delimiter(
+                b"a,b;c
+1,2;3
+",
+                b'"'
+            )
+            .unwrap_err()
+            .contains("ambiguous")
+        );
         assert_eq!(sniff_delimiter(b"a\nb\n", b'"'), Ok(b','));
         assert!(sniff_delimiter(b"a;b\n1;2;3\n", b'"').is_err());
         assert_eq!(sniff_delimiter(b"a;b\n\"x\ny\";2\n", b'"'), Ok(b';'));

@@ -24,12 +24,18 @@ pub enum InferError {
     #[error("{file}: {message}")]
     Read { file: String, message: String },
     #[error("{file}: {source}")]
-    Names { file: String, #[source] source: names::NameError },
+    Names {
+        file: String,
+        #[source]
+        source: names::NameError,
+    },
     #[error("{file}: cannot infer a safe contract:\n{}", .problems.join("\n"))]
     Refused { file: String, problems: Vec<String> },
 }
 
-const DATE_FORMATS: [&str; 7] = ["%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d"];
+const DATE_FORMATS: [&str; 7] = [
+    "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d",
+];
 const TS_FORMATS: [&str; 8] = [
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%dT%H:%M:%S",
@@ -135,7 +141,10 @@ pub fn infer_file(path: &Path, csv: &CsvSettings) -> Result<Inferred, InferError
         .buffer_capacity(1 << 20)
         .from_reader(&mut decoded.reader);
     let mut rec = ByteRecord::new();
-    let read_err = |e: csv::Error| InferError::Read { file: file.clone(), message: e.to_string() };
+    let read_err = |e: csv::Error| InferError::Read {
+        file: file.clone(),
+        message: e.to_string(),
+    };
     let mut first = None;
     while rdr.read_byte_record(&mut rec).map_err(read_err)? {
         if !(rec.len() == 1 && parse::trim(&rec[0]).is_empty()) {
@@ -144,81 +153,112 @@ pub fn infer_file(path: &Path, csv: &CsvSettings) -> Result<Inferred, InferError
         }
     }
     let Some(first) = first else {
-        return Err(InferError::Read { file, message: "the file is empty".into() });
+        return Err(InferError::Read {
+            file,
+            message: "the file is empty".into(),
+        });
     };
     let width = first.len();
     let (headers, names): (Vec<String>, Vec<String>) = if csv.header {
-        let hs: Vec<String> = first.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect();
-        let ns = names::normalise_headers(hs.iter().map(String::as_str)).map_err(|source| InferError::Names { file: file.clone(), source })?;
+        let hs: Vec<String> = first
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
+            .collect();
+        let ns = names::normalise_headers(hs.iter().map(String::as_str)).map_err(|source| {
+            InferError::Names {
+                file: file.clone(),
+                source,
+            }
+        })?;
         (hs, ns)
     } else {
-        ((0..width).map(|i| format!("#{i}")).collect(), (0..width).map(|i| format!("col_{}", i + 1)).collect())
+        (
+            (0..width).map(|i| format!("#{i}")).collect(),
+            (0..width).map(|i| format!("col_{}", i + 1)).collect(),
+        )
     };
     let formats = all_formats();
     let mut stats: Vec<Stats> = (0..width).map(|_| Stats::new()).collect();
     let mut rows = 0u64;
     let mut problems = Vec::new();
-    let process = |r: &ByteRecord, line: u64, problems: &mut Vec<String>, stats: &mut Vec<Stats>| {
-        if r.len() != width {
-            if problems.len() < 20 {
-                problems.push(format!("line {line}: expected {width} fields, found {}", r.len()));
-            }
-            return;
-        }
-        for (i, raw) in r.iter().enumerate() {
-            let s = &mut stats[i];
-            let t = parse::trim(raw);
-            if t.is_empty() {
-                s.nulls += 1;
-                continue;
-            }
-            s.non_nulls += 1;
-            if t.len() > 1 && t[0] == b'0' && t.iter().all(u8::is_ascii_digit) && s.leading_zero.is_none() {
-                s.leading_zero = Some(String::from_utf8_lossy(t).into_owned());
-            }
-            if s.int_ok {
-                match parse::parse_int(t, Numeric { decimal: b'.', thousands: None }, i64::MIN, i64::MAX, &mut Vec::new()) {
-                    Ok(v) => {
-                        s.min = s.min.min(v);
-                        s.max = s.max.max(v);
-                    }
-                    Err(_) => s.int_ok = false,
+    let process =
+        |r: &ByteRecord, line: u64, problems: &mut Vec<String>, stats: &mut Vec<Stats>| {
+            if r.len() != width {
+                if problems.len() < 20 {
+                    problems.push(format!(
+                        "line {line}: expected {width} fields, found {}",
+                        r.len()
+                    ));
                 }
+                return;
             }
-            for (sep, ok) in [(b'.', &mut s.dec_dot), (b',', &mut s.dec_comma)] {
-                if *ok {
-                    match decimal_shape(t, sep) {
-                        Some((a, b)) => {
-                            s.int_digits = s.int_digits.max(a);
-                            s.frac_digits = s.frac_digits.max(b);
+            for (i, raw) in r.iter().enumerate() {
+                let s = &mut stats[i];
+                let t = parse::trim(raw);
+                if t.is_empty() {
+                    s.nulls += 1;
+                    continue;
+                }
+                s.non_nulls += 1;
+                if t.len() > 1
+                    && t[0] == b'0'
+                    && t.iter().all(u8::is_ascii_digit)
+                    && s.leading_zero.is_none()
+                {
+                    s.leading_zero = Some(String::from_utf8_lossy(t).into_owned());
+                }
+                if s.int_ok {
+                    match parse::parse_int(
+                        t,
+                        Numeric {
+                            decimal: b'.',
+                            thousands: None,
+                        },
+                        i64::MIN,
+                        i64::MAX,
+                        &mut Vec::new(),
+                    ) {
+                        Ok(v) => {
+                            s.min = s.min.min(v);
+                            s.max = s.max.max(v);
                         }
-                        None => *ok = false,
+                        Err(_) => s.int_ok = false,
+                    }
+                }
+                for (sep, ok) in [(b'.', &mut s.dec_dot), (b',', &mut s.dec_comma)] {
+                    if *ok {
+                        match decimal_shape(t, sep) {
+                            Some((a, b)) => {
+                                s.int_digits = s.int_digits.max(a);
+                                s.frac_digits = s.frac_digits.max(b);
+                            }
+                            None => *ok = false,
+                        }
+                    }
+                }
+                if s.bool_ok {
+                    s.bool_ok = matches!(t.to_ascii_lowercase().as_slice(), b"true" | b"false");
+                }
+                if s.temporal_ok {
+                    let mut mask = 0u32;
+                    for (k, f) in formats.iter().enumerate() {
+                        if f.parse_timestamp_millis(t).is_some() {
+                            mask |= 1 << k;
+                        }
+                    }
+                    if mask == 0 {
+                        s.temporal_ok = false;
+                        s.masks.clear();
+                    } else {
+                        let e = s.masks.entry(mask).or_insert((0, Vec::new()));
+                        e.0 += 1;
+                        if e.1.len() < 5 {
+                            e.1.push(String::from_utf8_lossy(t).into_owned());
+                        }
                     }
                 }
             }
-            if s.bool_ok {
-                s.bool_ok = matches!(t.to_ascii_lowercase().as_slice(), b"true" | b"false");
-            }
-            if s.temporal_ok {
-                let mut mask = 0u32;
-                for (k, f) in formats.iter().enumerate() {
-                    if f.parse_timestamp_millis(t).is_some() {
-                        mask |= 1 << k;
-                    }
-                }
-                if mask == 0 {
-                    s.temporal_ok = false;
-                    s.masks.clear();
-                } else {
-                    let e = s.masks.entry(mask).or_insert((0, Vec::new()));
-                    e.0 += 1;
-                    if e.1.len() < 5 {
-                        e.1.push(String::from_utf8_lossy(t).into_owned());
-                    }
-                }
-            }
-        }
-    };
+        };
     if !csv.header {
         rows += 1;
         process(&first, 1 + decoded.lines_skipped, &mut problems, &mut stats);
@@ -234,7 +274,16 @@ pub fn infer_file(path: &Path, csv: &CsvSettings) -> Result<Inferred, InferError
     drop(rdr);
 
     // Product-wide decimal separator: comma only if some column needs it and none needs a dot.
-    let needs = |s: &Stats, comma: bool| !s.int_ok && s.non_nulls > 0 && s.leading_zero.is_none() && if comma { s.dec_comma && !s.dec_dot } else { s.dec_dot && !s.dec_comma };
+    let needs = |s: &Stats, comma: bool| {
+        !s.int_ok
+            && s.non_nulls > 0
+            && s.leading_zero.is_none()
+            && if comma {
+                s.dec_comma && !s.dec_dot
+            } else {
+                s.dec_dot && !s.dec_comma
+            }
+    };
     let comma = stats.iter().any(|s| needs(s, true)) && !stats.iter().any(|s| needs(s, false));
     let decimal = if comma { b',' } else { csv.decimal };
 
@@ -248,16 +297,31 @@ pub fn infer_file(path: &Path, csv: &CsvSettings) -> Result<Inferred, InferError
         } else if s.bool_ok {
             "boolean".into()
         } else if let Some(z) = &s.leading_zero
-            && (s.int_ok || s.dec_dot || s.dec_comma || s.temporal_ok && !s.masks.keys().all(|m| m & (1 << 3) != 0))
+            && (s.int_ok
+                || s.dec_dot
+                || s.dec_comma
+                || s.temporal_ok && !s.masks.keys().all(|m| m & (1 << 3) != 0))
         {
-            note = Some(format!("kept as string: codes with leading zeros such as {z:?}"));
+            note = Some(format!(
+                "kept as string: codes with leading zeros such as {z:?}"
+            ));
             "string".into()
-        } else if s.temporal_ok && !s.masks.is_empty() && !(s.int_ok && !s.masks.keys().all(|m| m & (1 << 3) != 0)) {
+        } else if s.temporal_ok
+            && !s.masks.is_empty()
+            && (!s.int_ok || s.masks.keys().all(|m| m & (1 << 3) != 0))
+        {
             match choose_formats(&s.masks, &formats) {
                 Ok(chosen) => {
                     let is_ts = chosen.iter().any(|&k| k >= DATE_FORMATS.len());
-                    fmts = chosen.iter().map(|&k| formats[k].as_str().to_string()).collect();
-                    if is_ts { "timestamp".into() } else { "date".into() }
+                    fmts = chosen
+                        .iter()
+                        .map(|&k| formats[k].as_str().to_string())
+                        .collect();
+                    if is_ts {
+                        "timestamp".into()
+                    } else {
+                        "date".into()
+                    }
                 }
                 Err(msg) => {
                     problems.push(format!("column {:?} ({:?}): {msg}", names[i], headers[i]));
@@ -265,7 +329,11 @@ pub fn infer_file(path: &Path, csv: &CsvSettings) -> Result<Inferred, InferError
                 }
             }
         } else if s.int_ok {
-            if s.min >= i32::MIN as i64 && s.max <= i32::MAX as i64 { "int".into() } else { "bigint".into() }
+            if s.min >= i32::MIN as i64 && s.max <= i32::MAX as i64 {
+                "int".into()
+            } else {
+                "bigint".into()
+            }
         } else if (decimal == b',' && s.dec_comma) || (decimal == b'.' && s.dec_dot) {
             let scale = s.frac_digits.max(1);
             let precision = (s.int_digits + scale).max(scale + 1);
@@ -303,35 +371,56 @@ pub fn infer_file(path: &Path, csv: &CsvSettings) -> Result<Inferred, InferError
 }
 
 /// Picks the smallest set of formats that reads every value, refusing day/month ambiguity.
-fn choose_formats(masks: &BTreeMap<u32, (u64, Vec<String>)>, formats: &[DateFormat]) -> Result<Vec<usize>, String> {
+fn choose_formats(
+    masks: &BTreeMap<u32, (u64, Vec<String>)>,
+    formats: &[DateFormat],
+) -> Result<Vec<usize>, String> {
     let mut chosen: u32 = 0;
     for &m in masks.keys() {
         if m.count_ones() == 1 {
             chosen |= m;
         }
     }
-    let swapped = |a: usize, b: usize| crate::datefmt::day_month_conflict(&[formats[a].clone(), formats[b].clone()]).is_some();
+    let swapped = |a: usize, b: usize| {
+        crate::datefmt::day_month_conflict(&[formats[a].clone(), formats[b].clone()]).is_some()
+    };
     for (&m, (_, examples)) in masks {
         if m & chosen != 0 {
             continue;
         }
         let bits: Vec<usize> = (0..formats.len()).filter(|k| m & (1 << k) != 0).collect();
-        if bits.iter().any(|&a| bits.iter().any(|&b| a < b && swapped(a, b))) {
+        if bits
+            .iter()
+            .any(|&a| bits.iter().any(|&b| a < b && swapped(a, b)))
+        {
             return Err(format!(
                 "day and month cannot be told apart in values such as {}; declare the column's formats yourself",
-                examples.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(", ")
+                examples
+                    .iter()
+                    .map(|e| format!("{e:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         chosen |= 1 << bits[0];
     }
-    let list: Vec<usize> = (0..formats.len()).filter(|k| chosen & (1 << k) != 0).collect();
+    let list: Vec<usize> = (0..formats.len())
+        .filter(|k| chosen & (1 << k) != 0)
+        .collect();
     for &a in &list {
         for &b in &list {
             if a < b && swapped(a, b) {
-                let ex: Vec<String> = masks.iter().filter(|(m, _)| **m == 1 << a || **m == 1 << b).flat_map(|(_, (_, e))| e.iter().take(2).cloned()).collect();
+                let ex: Vec<String> = masks
+                    .iter()
+                    .filter(|(m, _)| **m == 1 << a || **m == 1 << b)
+                    .flat_map(|(_, (_, e))| e.iter().take(2).cloned())
+                    .collect();
                 return Err(format!(
                     "mixes day-first and month-first dates ({}); the export is inconsistent",
-                    ex.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(", ")
+                    ex.iter()
+                        .map(|e| format!("{e:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }
@@ -344,22 +433,43 @@ fn toml_str(s: &str) -> String {
 }
 
 /// Renders the proposal as a standalone contract.
-pub fn render_contract(inf: &Inferred, name: &str, domain: &str, csv: &CsvSettings, source_file: &str) -> String {
+pub fn render_contract(
+    inf: &Inferred,
+    name: &str,
+    domain: &str,
+    csv: &CsvSettings,
+    source_file: &str,
+) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# Contract proposed by `lakemesh-agent infer` from {source_file}: every one of its {} rows was read.", inf.rows);
-    let _ = writeln!(out, "# Review each type, add pii = \"drop\" | \"hmac\" | \"year\" | \"truncate:N\" for personal data, then pin it.");
+    let _ = writeln!(
+        out,
+        "# Contract proposed by `lakemesh-agent infer` from {source_file}: every one of its {} rows was read.",
+        inf.rows
+    );
+    let _ = writeln!(
+        out,
+        "# Review each type, add pii = \"drop\" | \"hmac\" | \"year\" | \"truncate:N\" for personal data, then pin it."
+    );
     let _ = writeln!(out, "name = {}", toml_str(name));
     let _ = writeln!(out, "domain = {}", toml_str(domain));
     let _ = writeln!(out);
     let _ = writeln!(out, "[csv]");
-    let d = if inf.delimiter == b'\t' { "\\t".to_string() } else { (inf.delimiter as char).to_string() };
+    let d = if inf.delimiter == b'\t' {
+        "\\t".to_string()
+    } else {
+        (inf.delimiter as char).to_string()
+    };
     let _ = writeln!(out, "delimiter = {}", toml_str(&d));
     let _ = writeln!(out, "encoding = {}", toml_str(inf.encoding));
     let _ = writeln!(out, "header = {}", csv.header);
     if csv.skip_rows > 0 {
         let _ = writeln!(out, "skip_rows = {}", csv.skip_rows);
     }
-    let _ = writeln!(out, "decimal = {}", toml_str(&(inf.decimal as char).to_string()));
+    let _ = writeln!(
+        out,
+        "decimal = {}",
+        toml_str(&(inf.decimal as char).to_string())
+    );
     let _ = writeln!(out);
     for c in &inf.columns {
         if let Some(n) = &c.note {
@@ -425,7 +535,11 @@ mod tests {
         assert_eq!(i.rows, 5002);
         assert_eq!(ty(&i, "dep").ty, "string");
         assert_eq!(ty(&i, "n").ty, "int");
-        assert!(ty(&i, "cost").ty.starts_with("decimal("), "{}", ty(&i, "cost").ty);
+        assert!(
+            ty(&i, "cost").ty.starts_with("decimal("),
+            "{}",
+            ty(&i, "cost").ty
+        );
         assert_eq!(ty(&i, "when").ty, "date");
         assert_eq!(ty(&i, "when").formats, vec!["%Y-%m-%d"]);
     }
@@ -439,13 +553,20 @@ mod tests {
 
     #[test]
     fn ambiguous_dates_are_refused_with_values() {
-        let e = infer("d\n03/04/2024\n05/06/2024\n").unwrap_err().to_string();
-        assert!(e.contains("\"03/04/2024\"") && e.contains("day and month"), "{e}");
+        let e = infer("d\n03/04/2024\n05/06/2024\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"03/04/2024\"") && e.contains("day and month"),
+            "{e}"
+        );
         let i = infer("d\n03/04/2024\n25/06/2024\n").unwrap();
         assert_eq!(ty(&i, "d").formats, vec!["%d/%m/%Y"]);
         let i = infer("d\n03/04/2024\n06/25/2024\n").unwrap();
         assert_eq!(ty(&i, "d").formats, vec!["%m/%d/%Y"]);
-        let e = infer("d\n13/04/2024\n06/25/2024\n").unwrap_err().to_string();
+        let e = infer("d\n13/04/2024\n06/25/2024\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mixes day-first and month-first"), "{e}");
     }
 
@@ -457,7 +578,8 @@ mod tests {
 
     #[test]
     fn decimal_comma_and_timestamps_and_booleans() {
-        let i = infer("taux;t;b\n8,33;16/01/2024 17:12:03;TRUE\n12,5;09/01/2024 10:00:00;false\n").unwrap();
+        let i = infer("taux;t;b\n8,33;16/01/2024 17:12:03;TRUE\n12,5;09/01/2024 10:00:00;false\n")
+            .unwrap();
         assert_eq!(i.decimal, b',');
         assert_eq!(ty(&i, "taux").ty, "decimal(8,2)");
         assert_eq!(ty(&i, "t").ty, "timestamp");
@@ -467,8 +589,13 @@ mod tests {
 
     #[test]
     fn header_collisions_name_both() {
-        let e = infer("Code Activité,code_activite\n1,2\n").unwrap_err().to_string();
-        assert!(e.contains("Code Activité") && e.contains("code_activite"), "{e}");
+        let e = infer("Code Activité,code_activite\n1,2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Code Activité") && e.contains("code_activite"),
+            "{e}"
+        );
     }
 
     #[test]

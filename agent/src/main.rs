@@ -14,7 +14,11 @@ use lakemesh_agent::infer;
 use lakemesh_agent::pii::PseudonymKey;
 
 #[derive(Parser)]
-#[command(name = "lakemesh-agent", version, about = "lakemesh producer agent: CSV exports to Athena-ready Parquet")]
+#[command(
+    name = "lakemesh-agent",
+    version,
+    about = "lakemesh producer agent: CSV exports to Athena-ready Parquet"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,7 +91,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<ConvertError>().is_some_and(ConvertError::is_rejection) {
+            if e.downcast_ref::<ConvertError>()
+                .is_some_and(ConvertError::is_rejection)
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -129,12 +135,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             opts.key = key;
             opts.threads = threads.max(1);
             opts.memory_budget_bytes = memory_mib.max(8) * 1024 * 1024;
-            let size = std::fs::metadata(&file).with_context(|| format!("cannot read {}", file.display()))?.len();
+            let size = std::fs::metadata(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .len();
             let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
                 let b = indicatif::ProgressBar::new(size);
                 b.set_style(
-                    indicatif::ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}")
-                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
                 b
             });
@@ -160,7 +170,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 r.batch_id
             );
             if let Some(rej) = &r.rejects_file {
-                eprintln!("warning: {} rejected rows written to {}", r.rows_rejected, rej.display());
+                eprintln!(
+                    "warning: {} rejected rows written to {}",
+                    r.rows_rejected,
+                    rej.display()
+                );
                 return Ok(ExitCode::from(2));
             }
             Ok(ExitCode::SUCCESS)
@@ -191,12 +205,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let c = Contract::try_from(raw)?;
             let csv: CsvSettings = c.csv.clone();
             let inferred = infer::infer_file(&file, &csv)?;
-            let file_name = file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            let file_name = file
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let text = infer::render_contract(&inferred, &name, &domain, &csv, &file_name);
             match output {
                 Some(o) => {
-                    std::fs::write(&o, &text).with_context(|| format!("cannot write {}", o.display()))?;
-                    eprintln!("{}: {} rows read, contract written to {}", file.display(), inferred.rows, o.display());
+                    std::fs::write(&o, &text)
+                        .with_context(|| format!("cannot write {}", o.display()))?;
+                    eprintln!(
+                        "{}: {} rows read, contract written to {}",
+                        file.display(),
+                        inferred.rows,
+                        o.display()
+                    );
                 }
                 None => print!("{text}"),
             }
@@ -206,6 +229,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn default_name(file: &Path) -> String {
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     lakemesh_shared::names::normalise_header(&stem).unwrap_or_else(|| "product".into())
 }

@@ -27,7 +27,11 @@ pub fn trim(s: &[u8]) -> &[u8] {
 
 /// Removes the thousands separators of `s` into `buf` after checking they group digits by three.
 /// (A no-break space or narrow no-break space counts as a space separator.)
-fn strip_thousands<'a>(s: &'a [u8], n: Numeric, buf: &'a mut Vec<u8>) -> Result<&'a [u8], &'static str> {
+fn strip_thousands<'a>(
+    s: &'a [u8],
+    n: Numeric,
+    buf: &'a mut Vec<u8>,
+) -> Result<&'a [u8], &'static str> {
     let Some(t) = n.thousands else { return Ok(s) };
     let has_nbsp = t == b' ' && s.iter().any(|&c| c >= 0x80);
     if !s.contains(&t) && !has_nbsp {
@@ -44,12 +48,15 @@ fn strip_thousands<'a>(s: &'a [u8], n: Numeric, buf: &'a mut Vec<u8>) -> Result<
     // Integer part ends at the decimal separator.
     let int_end = s.iter().position(|&c| c == n.decimal).unwrap_or(s.len());
     let (int_part, rest) = s.split_at(int_end);
-    let digits_start = int_part.iter().position(|c| c.is_ascii_digit()).unwrap_or(0);
+    let digits_start = int_part
+        .iter()
+        .position(|c| c.is_ascii_digit())
+        .unwrap_or(0);
     let groups: Vec<&[u8]> = int_part[digits_start..].split(|&c| c == t).collect();
-    if groups.len() > 1 {
-        if groups[0].is_empty() || groups[0].len() > 3 || groups[1..].iter().any(|g| g.len() != 3) {
-            return Err("thousands separator not between groups of three digits");
-        }
+    if groups.len() > 1
+        && (groups[0].is_empty() || groups[0].len() > 3 || groups[1..].iter().any(|g| g.len() != 3))
+    {
+        return Err("thousands separator not between groups of three digits");
     }
     if rest.contains(&t) {
         return Err("thousands separator after the decimal separator");
@@ -63,7 +70,13 @@ fn strip_thousands<'a>(s: &'a [u8], n: Numeric, buf: &'a mut Vec<u8>) -> Result<
 }
 
 /// Parses a signed integer within `[min, max]`.
-pub fn parse_int(s: &[u8], n: Numeric, min: i64, max: i64, buf: &mut Vec<u8>) -> Result<i64, &'static str> {
+pub fn parse_int(
+    s: &[u8],
+    n: Numeric,
+    min: i64,
+    max: i64,
+    buf: &mut Vec<u8>,
+) -> Result<i64, &'static str> {
     let s = strip_thousands(s, n, buf)?;
     let (neg, digits) = match s.first() {
         Some(b'-') => (true, &s[1..]),
@@ -167,12 +180,17 @@ pub fn parse_double(s: &[u8], n: Numeric, buf: &mut Vec<u8>) -> Result<f64, &'st
         if s.contains(&b'.') {
             return Err("not a number ('.' with csv.decimal = \",\")");
         }
-        text = s.iter().map(|&c| if c == b',' { b'.' } else { c }).collect::<Vec<u8>>();
+        text = s
+            .iter()
+            .map(|&c| if c == b',' { b'.' } else { c })
+            .collect::<Vec<u8>>();
         &text
     } else {
         s
     };
-    if s.iter().any(|c| c.is_ascii_alphabetic() && *c != b'e' && *c != b'E') {
+    if s.iter()
+        .any(|c| c.is_ascii_alphabetic() && *c != b'e' && *c != b'E')
+    {
         return Err("not a number");
     }
     let st = std::str::from_utf8(s).map_err(|_| "not a number")?;
@@ -184,7 +202,11 @@ pub fn parse_double(s: &[u8], n: Numeric, buf: &mut Vec<u8>) -> Result<f64, &'st
 }
 
 /// Parses a boolean against the column's (lowercase) lists.
-pub fn parse_bool(s: &[u8], true_values: &[String], false_values: &[String]) -> Result<bool, &'static str> {
+pub fn parse_bool(
+    s: &[u8],
+    true_values: &[String],
+    false_values: &[String],
+) -> Result<bool, &'static str> {
     let eq = |v: &String| v.len() == s.len() && v.as_bytes().eq_ignore_ascii_case(s);
     if true_values.iter().any(eq) {
         Ok(true)
@@ -203,7 +225,11 @@ pub fn format_decimal(v: i128, scale: i8) -> String {
     let s = if scale == 0 {
         digits
     } else if digits.len() > scale {
-        format!("{}.{}", &digits[..digits.len() - scale], &digits[digits.len() - scale..])
+        format!(
+            "{}.{}",
+            &digits[..digits.len() - scale],
+            &digits[digits.len() - scale..]
+        )
     } else {
         format!("0.{}{}", "0".repeat(scale - digits.len()), digits)
     };
@@ -214,17 +240,35 @@ pub fn format_decimal(v: i128, scale: i8) -> String {
 mod tests {
     use super::*;
 
-    const DOT: Numeric = Numeric { decimal: b'.', thousands: None };
-    const COMMA: Numeric = Numeric { decimal: b',', thousands: None };
-    const FR: Numeric = Numeric { decimal: b',', thousands: Some(b' ') };
-    const US: Numeric = Numeric { decimal: b'.', thousands: Some(b',') };
+    const DOT: Numeric = Numeric {
+        decimal: b'.',
+        thousands: None,
+    };
+    const COMMA: Numeric = Numeric {
+        decimal: b',',
+        thousands: None,
+    };
+    const FR: Numeric = Numeric {
+        decimal: b',',
+        thousands: Some(b' '),
+    };
+    const US: Numeric = Numeric {
+        decimal: b'.',
+        thousands: Some(b','),
+    };
 
     fn dec(s: &str, n: Numeric, p: u8, sc: i8) -> Result<String, &'static str> {
         parse_decimal(trim(s.as_bytes()), n, p, sc, &mut Vec::new()).map(|v| format_decimal(v, sc))
     }
 
     fn int(s: &str, n: Numeric) -> Result<i64, &'static str> {
-        parse_int(trim(s.as_bytes()), n, i32::MIN as i64, i32::MAX as i64, &mut Vec::new())
+        parse_int(
+            trim(s.as_bytes()),
+            n,
+            i32::MIN as i64,
+            i32::MAX as i64,
+            &mut Vec::new(),
+        )
     }
 
     #[test]
@@ -236,8 +280,14 @@ mod tests {
 
     #[test]
     fn leading_dot_and_long_zero_tail() {
-        assert_eq!(dec(".081800000000000000000000000", DOT, 10, 6).unwrap(), "0.081800");
-        assert_eq!(dec(".000000000000000000000000000", DOT, 10, 6).unwrap(), "0.000000");
+        assert_eq!(
+            dec(".081800000000000000000000000", DOT, 10, 6).unwrap(),
+            "0.081800"
+        );
+        assert_eq!(
+            dec(".000000000000000000000000000", DOT, 10, 6).unwrap(),
+            "0.000000"
+        );
         assert_eq!(dec("00000000.64", DOT, 12, 2).unwrap(), "0.64");
     }
 
@@ -246,7 +296,10 @@ mod tests {
         assert!(dec("1.234", DOT, 12, 2).unwrap_err().contains("scale"));
         assert!(dec("12345", DOT, 5, 2).unwrap_err().contains("precision"));
         assert_eq!(dec("123.45", DOT, 5, 2).unwrap(), "123.45");
-        assert!(dec("25,000", DOT, 12, 2).is_err(), "25,000 must not become 25.0");
+        assert!(
+            dec("25,000", DOT, 12, 2).is_err(),
+            "25,000 must not become 25.0"
+        );
         assert!(dec("1.5", COMMA, 12, 2).is_err());
         assert!(dec("", DOT, 12, 2).is_err());
         assert!(dec("-", DOT, 12, 2).is_err());
@@ -276,7 +329,16 @@ mod tests {
         assert!(int("2A", DOT).is_err());
         assert!(int("Too Few to Report", DOT).is_err());
         assert!(int("", DOT).is_err());
-        assert!(parse_int(b"99999999999999999999", DOT, i64::MIN, i64::MAX, &mut Vec::new()).is_err());
+        assert!(
+            parse_int(
+                b"99999999999999999999",
+                DOT,
+                i64::MIN,
+                i64::MAX,
+                &mut Vec::new()
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -12,10 +12,17 @@ use sha2::Sha256;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read pseudonym key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("pseudonym key file {path} is readable by group or others (mode {mode:o}); run: chmod 600 {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "pseudonym key file {path} is readable by group or others (mode {mode:o}); run: chmod 600 {path}"
+    )]
     Permissions { path: PathBuf, mode: u32 },
-    #[error("pseudonym key file {path} holds {len} bytes; at least 32 are needed (e.g. head -c 32 /dev/urandom | base64 > key)")]
+    #[error(
+        "pseudonym key file {path} holds {len} bytes; at least 32 are needed (e.g. head -c 32 /dev/urandom | base64 > key)"
+    )]
     TooShort { path: PathBuf, len: usize },
 }
 
@@ -36,22 +43,38 @@ impl PseudonymKey {
     /// from a file no one but its owner can read.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
+        let meta = std::fs::metadata(path).map_err(|source| KeyError::Read {
+            path: path.into(),
+            source,
+        })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions { path: path.into(), mode });
+            return Err(KeyError::Permissions {
+                path: path.into(),
+                mode,
+            });
         }
-        let bytes = std::fs::read(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
-        let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+        let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let end = bytes
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
         if end < 32 {
-            return Err(KeyError::TooShort { path: path.into(), len: end });
+            return Err(KeyError::TooShort {
+                path: path.into(),
+                len: end,
+            });
         }
         Ok(Self::from_bytes(&bytes[..end]))
     }
 
     pub fn from_bytes(key: &[u8]) -> Self {
         // HMAC accepts keys of any length; new_from_slice cannot fail for Hmac<Sha256>.
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("hmac takes any key length"));
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("hmac takes any key length"));
         Self { mac }
     }
 
@@ -118,7 +141,12 @@ mod tests {
         PseudonymKey::from_bytes(b"0123456789abcdef0123456789abcdef").pseudonym_into(b"x", &mut b);
         assert_eq!(a, b, "trailing newline is not part of the key");
         std::fs::write(&p, "short\n").unwrap();
-        assert!(PseudonymKey::load(&p).unwrap_err().to_string().contains("at least 32"));
+        assert!(
+            PseudonymKey::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("at least 32")
+        );
         assert!(PseudonymKey::load(&dir.path().join("missing")).is_err());
     }
 

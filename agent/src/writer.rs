@@ -53,9 +53,15 @@ pub struct WrittenFile {
 }
 
 /// Parquet writer settings shared by every file of a table.
-pub fn writer_properties(out: &OutputSettings, metadata: Vec<KeyValue>, no_dictionary: &[String]) -> Result<WriterProperties, String> {
+pub fn writer_properties(
+    out: &OutputSettings,
+    metadata: Vec<KeyValue>,
+    no_dictionary: &[String],
+) -> Result<WriterProperties, String> {
     let compression = match out.compression {
-        Compression::Zstd(level) => PqCompression::ZSTD(ZstdLevel::try_new(level).map_err(|e| e.to_string())?),
+        Compression::Zstd(level) => {
+            PqCompression::ZSTD(ZstdLevel::try_new(level).map_err(|e| e.to_string())?)
+        }
         Compression::Snappy => PqCompression::SNAPPY,
     };
     let mut b = WriterProperties::builder()
@@ -67,7 +73,10 @@ pub fn writer_properties(out: &OutputSettings, metadata: Vec<KeyValue>, no_dicti
         .set_created_by(format!("lakemesh-agent {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(metadata));
     for c in no_dictionary {
-        b = b.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(c.as_str()), false);
+        b = b.set_column_dictionary_enabled(
+            parquet::schema::types::ColumnPath::from(c.as_str()),
+            false,
+        );
     }
     Ok(b.build())
 }
@@ -85,7 +94,12 @@ pub struct PartitionWriter {
 }
 
 impl PartitionWriter {
-    pub fn new(dir: PathBuf, schema: SchemaRef, props: WriterProperties, out: &OutputSettings) -> Self {
+    pub fn new(
+        dir: PathBuf,
+        schema: SchemaRef,
+        props: WriterProperties,
+        out: &OutputSettings,
+    ) -> Self {
         Self {
             dir,
             schema,
@@ -107,7 +121,8 @@ impl PartitionWriter {
             hasher: Sha256::new(),
             bytes: 0,
         };
-        let aw = ArrowWriter::try_new(w, self.schema.clone(), Some(self.props.clone())).map_err(io::Error::other)?;
+        let aw = ArrowWriter::try_new(w, self.schema.clone(), Some(self.props.clone()))
+            .map_err(io::Error::other)?;
         self.current = Some((aw, path, 0));
         Ok(())
     }
@@ -131,12 +146,16 @@ impl PartitionWriter {
 
     /// Estimated bytes held by the open row group.
     pub fn in_progress_bytes(&self) -> usize {
-        self.current.as_ref().map_or(0, |(w, _, _)| w.in_progress_size())
+        self.current
+            .as_ref()
+            .map_or(0, |(w, _, _)| w.in_progress_size())
     }
 
     /// Ends the open row group (if any) and rolls the file when it reached its target size.
     pub fn end_row_group(&mut self) -> io::Result<()> {
-        let Some((w, _, _)) = self.current.as_mut() else { return Ok(()) };
+        let Some((w, _, _)) = self.current.as_mut() else {
+            return Ok(());
+        };
         w.flush().map_err(io::Error::other)?;
         if w.bytes_written() as u64 >= self.target_file_bytes {
             self.close_file()?;
@@ -145,11 +164,16 @@ impl PartitionWriter {
     }
 
     fn close_file(&mut self) -> io::Result<()> {
-        let Some((mut w, path, rows)) = self.current.take() else { return Ok(()) };
-        let meta = w.finish().map_err(io::Error::other)?;
-        let row_groups = meta.num_row_groups();
-        drop(meta);
-        let HashingWriter { mut inner, hasher, bytes } = w.into_inner().map_err(io::Error::other)?;
+        let Some((mut w, path, rows)) = self.current.take() else {
+            return Ok(());
+        };
+        w.flush().map_err(io::Error::other)?;
+        let row_groups = w.flushed_row_groups().len();
+        let HashingWriter {
+            mut inner,
+            hasher,
+            bytes,
+        } = w.into_inner().map_err(io::Error::other)?;
         inner.flush()?;
         inner.get_ref().sync_all()?;
         self.files.push(WrittenFile {
