@@ -605,10 +605,8 @@ fn run(
         if !got {
             break;
         }
-        if is_blank(&record) {
-            continue;
-        }
         if footer_n > 0 {
+            // Footer lines are counted as exported, blank-looking ones included.
             footer.push_back(record.clone());
             if footer.len() <= footer_n {
                 continue;
@@ -617,6 +615,9 @@ fn run(
                 unreachable!("len > n >= 1")
             };
             record = r;
+        }
+        if is_blank(&record) {
+            continue;
         }
         rows_read += 1;
         if let Some(p) = &opts.progress

@@ -88,6 +88,7 @@ struct Transcoder<R> {
     out: Vec<u8>,
     out_pos: usize,
     consumed: u64,
+    finished: bool,
 }
 
 impl<R: Read> Transcoder<R> {
@@ -102,11 +103,17 @@ impl<R: Read> Transcoder<R> {
             out: Vec::with_capacity(256 * 1024),
             out_pos: 0,
             consumed: 0,
+            finished: false,
         }
     }
 
     fn refill(&mut self) -> io::Result<()> {
+        self.out.clear();
+        self.out_pos = 0;
         loop {
+            if self.finished {
+                return Ok(());
+            }
             if self.in_start == self.in_end && !self.eof {
                 let n = self.inner.read(&mut self.inbuf)?;
                 self.in_start = 0;
@@ -123,6 +130,12 @@ impl<R: Read> Transcoder<R> {
             self.consumed += read as u64;
             self.out.truncate(written);
             self.out_pos = 0;
+            if self.eof
+                && self.in_start == self.in_end
+                && res == encoding_rs::DecoderResult::InputEmpty
+            {
+                self.finished = true;
+            }
             if let encoding_rs::DecoderResult::Malformed(bad, _) = res {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,

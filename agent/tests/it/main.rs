@@ -1,1 +1,8 @@
+//! Integration tests of the agent: real files in, Parquet read back out.
 
+mod cli;
+mod convert;
+mod corpus;
+mod errors;
+mod independent_reader;
+mod support;
