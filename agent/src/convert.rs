@@ -354,6 +354,21 @@ impl Errors {
     }
 }
 
+/// The record's fields joined by the delimiter, shortened like a value.
+fn show_record(r: &ByteRecord, delimiter: u8) -> String {
+    let mut joined = Vec::with_capacity(r.as_slice().len() + r.len());
+    for (i, f) in r.iter().enumerate() {
+        if i > 0 {
+            joined.push(delimiter);
+        }
+        joined.extend_from_slice(f);
+        if joined.len() > 400 {
+            break;
+        }
+    }
+    show_value(&joined)
+}
+
 fn show_value(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
     if s.chars().count() > 200 {
@@ -644,9 +659,7 @@ fn run(
                 column: None,
                 source_header: None,
                 field: None,
-                value: Some(show_value(
-                    &record.as_slice()[..record.as_slice().len().min(200)],
-                )),
+                value: Some(show_record(&record, decoded.delimiter)),
                 reason: format!("expected {width} fields, found {}{hint}", record.len()),
             });
         } else {

@@ -125,7 +125,13 @@ fn decimal_shape(t: &[u8], sep: u8) -> Option<(usize, usize)> {
         return None;
     }
     let sig = int.iter().skip_while(|&&c| c == b'0').count();
-    let frac_len = frac.iter().rposition(|&c| c != b'0').map_or(0, |i| i + 1);
+    // The scale as written (money keeps its 2 decimals), unless the export pads with long runs
+    // of zeros (Oracle NUMBER dumps such as .0818000000000000000000000): then the significant ones.
+    let frac_len = if frac.len() <= 9 {
+        frac.len()
+    } else {
+        frac.iter().rposition(|&c| c != b'0').map_or(0, |i| i + 1)
+    };
     Some((sig, frac_len))
 }
 
@@ -582,6 +588,12 @@ mod tests {
             .unwrap();
         assert_eq!(i.decimal, b',');
         assert_eq!(ty(&i, "taux").ty, "decimal(8,2)");
+        let i = infer("cost;x\n1234,50;1\n99,00;2\n").unwrap();
+        assert_eq!(
+            ty(&i, "cost").ty,
+            "decimal(10,2)",
+            "money keeps its written scale"
+        );
         assert_eq!(ty(&i, "t").ty, "timestamp");
         assert_eq!(ty(&i, "t").formats, vec!["%d/%m/%Y %H:%M:%S"]);
         assert_eq!(ty(&i, "b").ty, "boolean");

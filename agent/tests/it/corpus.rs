@@ -43,21 +43,21 @@ fn corpus_files_convert_as_the_manifest_says() {
         let ctx = format!("{file} ({})", e["contract"].as_str().unwrap());
         match (e["outcome"].as_str().unwrap(), result) {
             ("rejected", Err(ConvertError::Rejected(rej))) => {
-                if let Some(want) = e.get("reject_contains").and_then(Value::as_str) {
-                    if !rej.first.reason.contains(want) {
-                        failures.push(format!(
-                            "{ctx}: first error {:?} lacks {want:?}",
-                            rej.first.reason
-                        ));
-                    }
+                if let Some(want) = e.get("reject_contains").and_then(Value::as_str)
+                    && !rej.first.reason.contains(want)
+                {
+                    failures.push(format!(
+                        "{ctx}: first error {:?} lacks {want:?}",
+                        rej.first.reason
+                    ));
                 }
-                if let Some(line) = e.get("reject_line").and_then(Value::as_u64) {
-                    if rej.first.line != line {
-                        failures.push(format!(
-                            "{ctx}: first error at line {} not {line}",
-                            rej.first.line
-                        ));
-                    }
+                if let Some(line) = e.get("reject_line").and_then(Value::as_u64)
+                    && rej.first.line != line
+                {
+                    failures.push(format!(
+                        "{ctx}: first error at line {} not {line}",
+                        rej.first.line
+                    ));
                 }
             }
             ("rejected", other) => failures.push(format!(

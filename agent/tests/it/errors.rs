@@ -71,6 +71,11 @@ fn an_unquoted_newline_is_a_located_error_not_a_shifted_row() {
     );
     assert_eq!(errs[1]["line"], json!(4));
     assert!(errs[1]["reason"].as_str().unwrap().contains("found 3"));
+    assert_eq!(
+        errs[0]["value"],
+        json!("2,bro"),
+        "the record is shown with its delimiters"
+    );
 }
 
 #[test]

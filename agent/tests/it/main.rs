@@ -1,4 +1,5 @@
 //! Integration tests of the agent: real files in, Parquet read back out.
+#![allow(clippy::unwrap_used)]
 
 mod cli;
 mod convert;
