@@ -588,9 +588,9 @@ mod tests {
             .unwrap();
         assert_eq!(i.decimal, b',');
         assert_eq!(ty(&i, "taux").ty, "decimal(8,2)");
-        let i = infer("cost;x\n1234,50;1\n99,00;2\n").unwrap();
+        let money = infer("cost;x\n1234,50;1\n99,00;2\n").unwrap();
         assert_eq!(
-            ty(&i, "cost").ty,
+            ty(&money, "cost").ty,
             "decimal(10,2)",
             "money keeps its written scale"
         );
