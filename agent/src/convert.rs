@@ -163,10 +163,20 @@ pub enum ConvertError {
         "product {product:?} pseudonymises column {column:?} (pii = \"hmac\") but no pseudonym key was given"
     )]
     KeyMissing { product: String, column: String },
+    #[error("product {product:?} has no columns (discovery mode): every row of {} was read and a contract proposed in {}; review it and pin its columns", .file.display(), .proposal.display())]
+    Discovery {
+        product: String,
+        file: PathBuf,
+        proposal: PathBuf,
+    },
     #[error(
-        "product {product:?} has no columns (discovery mode): run `lakemesh-agent infer` and pin the result"
+        "product {product:?} has no columns (discovery mode) and no contract could be inferred: {source}"
     )]
-    Discovery { product: String },
+    DiscoveryFailed {
+        product: String,
+        #[source]
+        source: crate::infer::InferError,
+    },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: {message}")]
@@ -388,9 +398,7 @@ pub fn convert_file(
 ) -> Result<ConvertReport, ConvertError> {
     let started = Instant::now();
     if contract.is_discovery() {
-        return Err(ConvertError::Discovery {
-            product: contract.name.clone(),
-        });
+        return Err(discover(contract, input, opts));
     }
     if let Some(c) = contract.columns.iter().find(|c| c.pii == Pii::Hmac)
         && opts.key.is_none()
@@ -959,6 +967,47 @@ fn run(
         rejects_file,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Discovery mode: nothing is converted; a contract is inferred from every row and written
+/// beside the reports for a person to review and pin.
+fn discover(contract: &Contract, input: &Path, opts: &ConvertOptions) -> ConvertError {
+    let inferred = match crate::infer::infer_file(input, &contract.csv) {
+        Ok(i) => i,
+        Err(source) => {
+            return ConvertError::DiscoveryFailed {
+                product: contract.name.clone(),
+                source,
+            };
+        }
+    };
+    let file_name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = crate::infer::render_contract(
+        &inferred,
+        &contract.name,
+        &contract.domain,
+        &contract.csv,
+        &file_name,
+    );
+    let proposal = opts
+        .report_dir
+        .join(format!("{}.contract.toml", contract.name));
+    if let Err(source) = std::fs::create_dir_all(&opts.report_dir)
+        .and_then(|()| write_atomic(&proposal, text.as_bytes()))
+    {
+        return ConvertError::Io {
+            path: proposal,
+            source,
+        };
+    }
+    ConvertError::Discovery {
+        product: contract.name.clone(),
+        file: input.to_path_buf(),
+        proposal,
+    }
 }
 
 /// The batch id of a source: the first 16 hex digits of its SHA-256.

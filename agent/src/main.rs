@@ -48,7 +48,7 @@ enum Command {
         /// Pseudonym key file (0600) for pii = "hmac" columns (default: the config's).
         #[arg(long)]
         key_file: Option<PathBuf>,
-        /// Threads (the final encoding runs partitions in parallel).
+        /// Threads (the final encoding runs partitions in parallel); 0 = one per core.
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Memory for buffered values before they are written or spilled, in MiB.
@@ -87,6 +87,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    lakemesh_shared::logging::init_stderr();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -133,7 +134,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 opts.report_dir = r;
             }
             opts.key = key;
-            opts.threads = threads.max(1);
+            opts.threads = match threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            };
             opts.memory_budget_bytes = memory_mib.max(8) * 1024 * 1024;
             let size = std::fs::metadata(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?

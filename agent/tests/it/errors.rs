@@ -194,3 +194,29 @@ fn the_report_lists_at_most_100_errors_but_counts_all() {
     assert_eq!(r["errors_total"], json!(250));
     assert_eq!(r["errors"].as_array().unwrap().len(), 100);
 }
+
+#[test]
+fn discovery_mode_proposes_a_contract_and_converts_nothing() {
+    let s = Scratch::new();
+    let e = s
+        .convert(
+            "name = \"fresh\"\ndomain = \"d\"\ncsv = { delimiter = \";\" }\n",
+            "new.csv",
+            "code;n\n01;1\n2A;2\n",
+        )
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("discovery mode") && msg.contains("fresh.contract.toml"),
+        "{msg}"
+    );
+    assert!(!s.out().join("fresh").exists());
+    let proposal = std::fs::read_to_string(s.out().join("fresh.contract.toml")).unwrap();
+    assert!(
+        proposal.contains("name = \"code\"\ntype = \"string\""),
+        "{proposal}"
+    );
+    // The proposal converts once pinned.
+    s.convert(&proposal, "new.csv", "code;n\n01;1\n2A;2\n")
+        .unwrap();
+}
