@@ -175,7 +175,7 @@ pub enum ConvertError {
     DiscoveryFailed {
         product: String,
         #[source]
-        source: crate::infer::InferError,
+        source: Box<crate::infer::InferError>,
     },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
