@@ -977,7 +977,7 @@ fn discover(contract: &Contract, input: &Path, opts: &ConvertOptions) -> Convert
         Err(source) => {
             return ConvertError::DiscoveryFailed {
                 product: contract.name.clone(),
-                source,
+                source: Box::new(source),
             };
         }
     };
