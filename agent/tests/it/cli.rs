@@ -1,11 +1,24 @@
 //! The `lakemesh-agent` binary: exit codes, summary line, config-based conversion, infer.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use crate::support::Scratch;
 
 fn agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lakemesh-agent"))
+}
+
+/// `lakemesh-agent convert FILE --contract C --out OUT`.
+fn convert(s: &Scratch, contract: &std::path::Path, file: &std::path::Path) -> Output {
+    agent()
+        .arg("convert")
+        .arg(file)
+        .arg("--contract")
+        .arg(contract)
+        .arg("--out")
+        .arg(s.out())
+        .output()
+        .unwrap()
 }
 
 const CONTRACT: &str = r#"
@@ -20,15 +33,7 @@ fn convert_prints_a_summary_and_exits_zero() {
     let s = Scratch::new();
     let c = s.write("c.toml", CONTRACT);
     let f = s.write("in.csv", "id,adm\n1,2024-01-02\n2,2023-05-06\n");
-    let out = agent()
-        .arg("convert")
-        .arg(&f)
-        .arg("--contract")
-        .arg(&c)
-        .arg("--out")
-        .arg(s.out())
-        .output()
-        .unwrap();
+    let out = convert(&s, &c, &f);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -46,15 +51,7 @@ fn rejection_exits_two_with_the_location() {
     let s = Scratch::new();
     let c = s.write("c.toml", CONTRACT);
     let f = s.write("in.csv", "id,adm\n1,02/01/2024\n");
-    let out = agent()
-        .arg("convert")
-        .arg(&f)
-        .arg("--contract")
-        .arg(&c)
-        .arg("--out")
-        .arg(s.out())
-        .output()
-        .unwrap();
+    let out = convert(&s, &c, &f);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -71,15 +68,7 @@ fn bad_contract_exits_one_naming_the_key() {
     let s = Scratch::new();
     let c = s.write("c.toml", CONTRACT.replace("bigint", "long"));
     let f = s.write("in.csv", "id,adm\n");
-    let out = agent()
-        .arg("convert")
-        .arg(&f)
-        .arg("--contract")
-        .arg(&c)
-        .arg("--out")
-        .arg(s.out())
-        .output()
-        .unwrap();
+    let out = convert(&s, &c, &f);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -158,15 +147,7 @@ fn infer_proposes_a_contract_that_converts() {
     assert!(text.contains("name = \"dep\"\ntype = \"string\""), "{text}");
     assert!(text.contains("formats = [\"%d/%m/%Y\"]"), "{text}");
     let c = s.write("c.toml", &text);
-    let out = agent()
-        .arg("convert")
-        .arg(&f)
-        .arg("--contract")
-        .arg(&c)
-        .arg("--out")
-        .arg(s.out())
-        .output()
-        .unwrap();
+    let out = convert(&s, &c, &f);
     assert!(
         out.status.success(),
         "{}",
