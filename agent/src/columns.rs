@@ -1,18 +1,21 @@
-//! Column buffers: typed values of one partition, accumulated until they are written or spilled.
+//! Column buffers: the typed values of one partition, accumulated until they are encoded.
 //!
 //! Owns the mapping from contract types (after pseudonymisation) to Arrow types, the Arrow schema
-//! of the Parquet body (with each column's source header in field metadata) and the builders that
-//! collect values. It does not parse text: values arrive typed.
+//! of the Parquet body (with each column's source header in field metadata) and the buffers that
+//! collect values row by row. Buffers are plain vectors with a lazily materialised validity
+//! bitmap, handed to Arrow without copying. Text arrives as bytes already known to be UTF-8 (the
+//! decoder transcodes or the pipeline checks each record); Arrow checks the whole buffer once more
+//! when the array is built, so an invalid byte can never reach a file. It does not parse text.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder,
-    StringBuilder, TimestampMillisecondBuilder,
+use arrow_array::{
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array,
+    RecordBatch, StringArray, TimestampMillisecondArray,
 };
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::contract::ColumnType;
 
@@ -44,167 +47,381 @@ pub fn body_schema(cols: &[(String, ColumnType, String)]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The values of one column, by physical representation.
+#[derive(Debug)]
+pub enum Values {
+    /// `int`, `date` (days since 1970-01-01).
+    I32(Vec<i32>),
+    /// `bigint`, `timestamp` (milliseconds since 1970-01-01 00:00).
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+    /// `decimal(p,s)`: the unscaled value.
+    I128(Vec<i128>),
+    Bool(Vec<bool>),
+    /// `string`: value `i` is `data[offsets[i]..offsets[i + 1]]`.
+    Text {
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+    },
+}
+
 /// One column's values in the making.
-pub enum ColumnBuilder {
-    Int(Int32Builder),
-    BigInt(Int64Builder),
-    Double(Float64Builder),
-    Decimal(Decimal128Builder, u8, i8),
-    Boolean(BooleanBuilder),
-    Date(Date32Builder),
-    Timestamp(TimestampMillisecondBuilder),
-    String(StringBuilder),
+#[derive(Debug)]
+pub struct Column {
+    ty: ColumnType,
+    pub values: Values,
+    nulls: NullBufferBuilder,
 }
 
-impl ColumnBuilder {
-    /// A builder sized for `rows` values (and `bytes` of text for strings), so that a buffer
-    /// refilled to its previous size never reallocates.
-    pub fn with_capacity(t: ColumnType, rows: usize, bytes: usize) -> Self {
-        match t {
-            ColumnType::String => Self::String(StringBuilder::with_capacity(rows, bytes)),
-            ColumnType::Int => Self::Int(Int32Builder::with_capacity(rows)),
-            ColumnType::BigInt => Self::BigInt(Int64Builder::with_capacity(rows)),
-            ColumnType::Double => Self::Double(Float64Builder::with_capacity(rows)),
-            ColumnType::Decimal { precision, scale } => {
-                Self::Decimal(Decimal128Builder::with_capacity(rows), precision, scale)
+impl Column {
+    pub fn new(ty: ColumnType) -> Self {
+        let values = match ty {
+            ColumnType::String => Values::Text {
+                offsets: vec![0],
+                data: Vec::new(),
+            },
+            ColumnType::Int | ColumnType::Date => Values::I32(Vec::new()),
+            ColumnType::BigInt | ColumnType::Timestamp => Values::I64(Vec::new()),
+            ColumnType::Double => Values::F64(Vec::new()),
+            ColumnType::Decimal { .. } => Values::I128(Vec::new()),
+            ColumnType::Boolean => Values::Bool(Vec::new()),
+        };
+        Self {
+            ty,
+            values,
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nulls.is_empty()
+    }
+
+    /// Bytes allocated by the buffers (what a memory budget must count).
+    pub fn allocated_bytes(&self) -> usize {
+        let v = match &self.values {
+            Values::I32(v) => v.capacity() * 4,
+            Values::I64(v) => v.capacity() * 8,
+            Values::F64(v) => v.capacity() * 8,
+            Values::I128(v) => v.capacity() * 16,
+            Values::Bool(v) => v.capacity(),
+            Values::Text { offsets, data } => offsets.capacity() * 4 + data.capacity(),
+        };
+        v + self.nulls.allocated_size()
+    }
+
+    #[inline]
+    pub fn push_null(&mut self) {
+        match &mut self.values {
+            Values::I32(v) => v.push(0),
+            Values::I64(v) => v.push(0),
+            Values::F64(v) => v.push(0.0),
+            Values::I128(v) => v.push(0),
+            Values::Bool(v) => v.push(false),
+            Values::Text { offsets, data } => offsets.push(data.len() as i32),
+        }
+        self.nulls.append_null();
+    }
+
+    /// Appends an integer-like value: `int` and `date` take it as `i32` (the parser bounded
+    /// them), `bigint` and `timestamp` as `i64`.
+    #[inline]
+    pub fn push_i64(&mut self, x: i64) {
+        match &mut self.values {
+            Values::I32(v) => v.push(x as i32),
+            Values::I64(v) => v.push(x),
+            _ => unreachable!("push_i64 on a {:?} column", self.ty),
+        }
+        self.nulls.append_non_null();
+    }
+
+    #[inline]
+    pub fn push_f64(&mut self, x: f64) {
+        match &mut self.values {
+            Values::F64(v) => v.push(x),
+            _ => unreachable!("push_f64 on a {:?} column", self.ty),
+        }
+        self.nulls.append_non_null();
+    }
+
+    #[inline]
+    pub fn push_i128(&mut self, x: i128) {
+        match &mut self.values {
+            Values::I128(v) => v.push(x),
+            _ => unreachable!("push_i128 on a {:?} column", self.ty),
+        }
+        self.nulls.append_non_null();
+    }
+
+    #[inline]
+    pub fn push_bool(&mut self, x: bool) {
+        match &mut self.values {
+            Values::Bool(v) => v.push(x),
+            _ => unreachable!("push_bool on a {:?} column", self.ty),
+        }
+        self.nulls.append_non_null();
+    }
+
+    /// Appends text. The bytes must be UTF-8: callers pass decoder output or checked records
+    /// (and [`Column::finish`] verifies the whole buffer again).
+    #[inline]
+    pub fn push_text(&mut self, s: &[u8]) {
+        match &mut self.values {
+            Values::Text { offsets, data } => {
+                data.extend_from_slice(s);
+                offsets.push(data.len() as i32);
             }
-            ColumnType::Boolean => Self::Boolean(BooleanBuilder::with_capacity(rows)),
-            ColumnType::Date => Self::Date(Date32Builder::with_capacity(rows)),
-            ColumnType::Timestamp => {
-                Self::Timestamp(TimestampMillisecondBuilder::with_capacity(rows))
+            _ => unreachable!("push_text on a {:?} column", self.ty),
+        }
+        self.nulls.append_non_null();
+    }
+
+    /// Appends `buf[start..end]` as text, like [`Column::push_text`]; short values that have
+    /// 16 readable bytes after their start in `buf` are copied with one fixed-size move instead
+    /// of a call to `memcpy` (most values of an export are a few bytes long).
+    #[inline]
+    pub fn push_text_within(&mut self, buf: &[u8], start: usize, end: usize) {
+        let n = end - start;
+        match &mut self.values {
+            Values::Text { offsets, data } => {
+                if n <= 16
+                    && let Some(chunk) = buf.get(start..start + 16)
+                    && let Ok(chunk) = <&[u8; 16]>::try_from(chunk)
+                {
+                    let old = data.len();
+                    data.extend_from_slice(chunk);
+                    data.truncate(old + n);
+                } else {
+                    data.extend_from_slice(&buf[start..end]);
+                }
+                offsets.push(data.len() as i32);
+            }
+            _ => unreachable!("push_text on a {:?} column", self.ty),
+        }
+        self.nulls.append_non_null();
+    }
+
+    /// Drops values beyond the first `len` (undoing a row that turned out to be bad).
+    pub fn truncate(&mut self, len: usize) {
+        if self.len() <= len {
+            return;
+        }
+        match &mut self.values {
+            Values::I32(v) => v.truncate(len),
+            Values::I64(v) => v.truncate(len),
+            Values::F64(v) => v.truncate(len),
+            Values::I128(v) => v.truncate(len),
+            Values::Bool(v) => v.truncate(len),
+            Values::Text { offsets, data } => {
+                offsets.truncate(len + 1);
+                data.truncate(offsets[len] as usize);
             }
         }
+        self.nulls.truncate(len);
     }
 
-    /// Bytes of string data held (0 for other types).
-    fn text_bytes(&self) -> usize {
-        match self {
-            Self::String(b) => b.values_slice().len(),
-            _ => 0,
-        }
+    /// Whether value `i` is null.
+    pub fn is_null(&self, i: usize) -> bool {
+        !self.nulls.is_valid(i)
     }
 
-    pub fn append_null(&mut self) {
-        match self {
-            Self::Int(b) => b.append_null(),
-            Self::BigInt(b) => b.append_null(),
-            Self::Double(b) => b.append_null(),
-            Self::Decimal(b, _, _) => b.append_null(),
-            Self::Boolean(b) => b.append_null(),
-            Self::Date(b) => b.append_null(),
-            Self::Timestamp(b) => b.append_null(),
-            Self::String(b) => b.append_null(),
-        }
-    }
-
-    /// Appends an integer-like value (int, bigint, date days, timestamp millis).
-    pub fn append_i64(&mut self, v: i64) {
-        match self {
-            // The parser bounded int values to i32 and dates to i32 days.
-            Self::Int(b) => b.append_value(v as i32),
-            Self::Date(b) => b.append_value(v as i32),
-            Self::BigInt(b) => b.append_value(v),
-            Self::Timestamp(b) => b.append_value(v),
-            _ => unreachable!("append_i64 on a non-integer column"),
-        }
-    }
-
-    pub fn append_f64(&mut self, v: f64) {
-        match self {
-            Self::Double(b) => b.append_value(v),
-            _ => unreachable!("append_f64 on a non-double column"),
-        }
-    }
-
-    pub fn append_i128(&mut self, v: i128) {
-        match self {
-            Self::Decimal(b, _, _) => b.append_value(v),
-            _ => unreachable!("append_i128 on a non-decimal column"),
-        }
-    }
-
-    pub fn append_bool(&mut self, v: bool) {
-        match self {
-            Self::Boolean(b) => b.append_value(v),
-            _ => unreachable!("append_bool on a non-boolean column"),
-        }
-    }
-
-    pub fn append_str(&mut self, v: &str) {
-        match self {
-            Self::String(b) => b.append_value(v),
-            _ => unreachable!("append_str on a non-string column"),
-        }
-    }
-
-    /// Takes the values out as an array, leaving the builder empty (and its memory released).
-    pub fn finish(&mut self) -> ArrayRef {
-        match self {
-            Self::Int(b) => Arc::new(b.finish()),
-            Self::BigInt(b) => Arc::new(b.finish()),
-            Self::Double(b) => Arc::new(b.finish()),
-            Self::Decimal(b, p, s) => {
-                let a = b.finish();
-                // precision/scale were validated by the contract (p <= 38, s <= p)
-                Arc::new(
-                    a.with_precision_and_scale(*p, *s)
-                        .unwrap_or_else(|e| unreachable!("{e}")),
-                )
+    /// Takes the values out as an Arrow array, leaving the column empty with no memory held.
+    pub fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
+        let nulls = self.nulls.finish();
+        let values = std::mem::replace(&mut self.values, Column::new(self.ty).values);
+        Ok(match (values, self.ty) {
+            (Values::I32(v), ColumnType::Date) => {
+                Arc::new(Date32Array::try_new(ScalarBuffer::from(v), nulls)?)
             }
-            Self::Boolean(b) => Arc::new(b.finish()),
-            Self::Date(b) => Arc::new(b.finish()),
-            Self::Timestamp(b) => Arc::new(b.finish()),
-            Self::String(b) => Arc::new(b.finish()),
-        }
+            (Values::I32(v), _) => Arc::new(Int32Array::try_new(ScalarBuffer::from(v), nulls)?),
+            (Values::I64(v), ColumnType::Timestamp) => Arc::new(
+                TimestampMillisecondArray::try_new(ScalarBuffer::from(v), nulls)?,
+            ),
+            (Values::I64(v), _) => Arc::new(Int64Array::try_new(ScalarBuffer::from(v), nulls)?),
+            (Values::F64(v), _) => Arc::new(Float64Array::try_new(ScalarBuffer::from(v), nulls)?),
+            (Values::I128(v), ColumnType::Decimal { precision, scale }) => Arc::new(
+                Decimal128Array::try_new(ScalarBuffer::from(v), nulls)?
+                    .with_precision_and_scale(precision, scale)?,
+            ),
+            (Values::Bool(v), _) => Arc::new(BooleanArray::new(v.into_iter().collect(), nulls)),
+            (Values::Text { offsets, data }, _) => Arc::new(StringArray::try_new(
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                Buffer::from_vec(data),
+                nulls,
+            )?),
+            (v, t) => unreachable!("{t:?} column holding {v:?}"),
+        })
     }
 }
 
-/// Builders for every body column of one partition.
+/// Buffers for every body column of one partition.
+#[derive(Debug)]
 pub struct BatchBuilder {
-    types: Vec<ColumnType>,
-    pub cols: Vec<ColumnBuilder>,
+    pub cols: Vec<Column>,
     pub rows: usize,
-    /// Estimated bytes held.
-    pub bytes: usize,
 }
 
 impl BatchBuilder {
     pub fn new(types: &[ColumnType]) -> Self {
         Self {
-            types: types.to_vec(),
-            cols: types
-                .iter()
-                .map(|&t| ColumnBuilder::with_capacity(t, 1024, 16 * 1024))
-                .collect(),
+            cols: types.iter().map(|&t| Column::new(t)).collect(),
             rows: 0,
-            bytes: 0,
         }
     }
 
-    /// Takes the accumulated rows as a batch; the builders start again with the capacity this
-    /// batch needed (partitions tend to fill to the same size between flushes).
-    pub fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        let rows = self.rows;
-        let arrays: Vec<ArrayRef> = self
+    /// Bytes allocated by all columns.
+    pub fn allocated_bytes(&self) -> usize {
+        self.cols.iter().map(Column::allocated_bytes).sum()
+    }
+
+    /// Undoes a partly appended row: every column back to `self.rows` values.
+    pub fn rollback(&mut self) {
+        for c in &mut self.cols {
+            c.truncate(self.rows);
+        }
+    }
+
+    /// Takes the accumulated rows as a batch and releases the buffers.
+    pub fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+        let arrays = self
             .cols
             .iter_mut()
-            .zip(&self.types)
-            .map(|(c, &t)| {
-                let text = c.text_bytes();
-                let a = c.finish();
-                *c = ColumnBuilder::with_capacity(t, rows + rows / 8, text + text / 8);
-                a
-            })
-            .collect();
+            .map(Column::finish)
+            .collect::<Result<Vec<_>, _>>()?;
         self.rows = 0;
-        self.bytes = 0;
         RecordBatch::try_new(schema.clone(), arrays)
     }
+}
 
-    /// Releases the builders' memory (after the last batch of a partition).
-    pub fn release(&mut self) {
-        for (c, &t) in self.cols.iter_mut().zip(&self.types) {
-            *c = ColumnBuilder::with_capacity(t, 0, 0);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+
+    #[test]
+    fn values_and_nulls_round_trip_into_arrow_types() {
+        let types = [
+            ColumnType::String,
+            ColumnType::Int,
+            ColumnType::BigInt,
+            ColumnType::Double,
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2,
+            },
+            ColumnType::Boolean,
+            ColumnType::Date,
+            ColumnType::Timestamp,
+        ];
+        let cols: Vec<(String, ColumnType, String)> = types
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (format!("c{i}"), t, format!("C {i}")))
+            .collect();
+        let schema = body_schema(&cols);
+        let mut b = BatchBuilder::new(&types);
+        b.cols[0].push_text("Élodie".as_bytes());
+        b.cols[1].push_i64(-7);
+        b.cols[2].push_i64(1 << 40);
+        b.cols[3].push_f64(1.5);
+        b.cols[4].push_i128(123_456);
+        b.cols[5].push_bool(true);
+        b.cols[6].push_i64(19_000);
+        b.cols[7].push_i64(1_700_000_000_000);
+        b.rows += 1;
+        for c in &mut b.cols {
+            c.push_null();
         }
+        b.rows += 1;
+        let batch = b.finish(&schema).unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        let s = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(s.value(0), "Élodie");
+        assert!(s.is_null(1));
+        assert_eq!(batch.column(4).data_type(), &DataType::Decimal128(12, 2));
+        assert_eq!(batch.column(6).data_type(), &DataType::Date32);
+        assert_eq!(
+            batch.column(7).data_type(),
+            &DataType::Timestamp(TimeUnit::Millisecond, None)
+        );
+        for c in batch.columns() {
+            assert_eq!(c.null_count(), 1);
+        }
+        assert_eq!(
+            batch.schema().field(3).metadata()[SOURCE_NAME_KEY],
+            "C 3",
+            "the source header travels in field metadata"
+        );
+        // finish leaves empty buffers that hold no memory
+        assert_eq!(b.rows, 0);
+        assert!(b.cols.iter().all(|c| c.is_empty()));
+    }
+
+    #[test]
+    fn rollback_undoes_a_partial_row() {
+        let types = [ColumnType::String, ColumnType::Int];
+        let schema = body_schema(&[
+            ("a".into(), ColumnType::String, "a".into()),
+            ("b".into(), ColumnType::Int, "b".into()),
+        ]);
+        let mut b = BatchBuilder::new(&types);
+        b.cols[0].push_text(b"kept");
+        b.cols[1].push_null();
+        b.rows += 1;
+        b.cols[0].push_text(b"half a row");
+        b.rollback();
+        b.cols[0].push_text(b"next");
+        b.cols[1].push_i64(2);
+        b.rows += 1;
+        let batch = b.finish(&schema).unwrap();
+        let s = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!((s.value(0), s.value(1)), ("kept", "next"));
+        assert!(batch.column(1).is_null(0));
+        assert!(batch.column(1).is_valid(1));
+    }
+
+    #[test]
+    fn text_within_a_buffer_copies_exactly_the_range() {
+        let buf = b"a,bb,0123456789abcdefXYZ,end-of-buffer";
+        let mut c = Column::new(ColumnType::String);
+        c.push_text_within(buf, 2, 4); // short, 16 bytes readable after it
+        c.push_text_within(buf, 5, 24); // longer than 16
+        c.push_text_within(buf, 25, buf.len()); // short, at the end of the buffer
+        c.push_text_within(buf, 0, 0); // empty
+        let a = c.finish().unwrap();
+        let s = a.as_any().downcast_ref::<StringArray>().unwrap();
+        let got: Vec<&str> = (0..s.len()).map(|i| s.value(i)).collect();
+        assert_eq!(got, ["bb", "0123456789abcdefXYZ", "end-of-buffer", ""]);
+    }
+
+    #[test]
+    fn invalid_utf8_never_becomes_an_array() {
+        let mut c = Column::new(ColumnType::String);
+        c.push_text(b"caf\xe9");
+        assert!(c.finish().is_err());
+    }
+
+    #[test]
+    fn allocation_is_counted() {
+        let mut c = Column::new(ColumnType::String);
+        let before = c.allocated_bytes();
+        for _ in 0..1000 {
+            c.push_text(b"0123456789");
+        }
+        assert!(c.allocated_bytes() >= before + 10_000);
+        c.finish().unwrap();
+        assert!(c.allocated_bytes() <= 64, "finish releases the buffers");
     }
 }

@@ -1,42 +1,46 @@
 //! The conversion pipeline: one CSV export → typed, pseudonymised, Hive-partitioned Parquet.
 //!
-//! Streams the decoded source through the CSV tokenizer, parses every value by the contract,
-//! routes rows to partition buffers under a global memory budget (large buffers become row groups
-//! directly, small ones are spilled to Arrow IPC files and merged at the end so row groups stay
-//! large), then writes the files into a staging folder and moves them into place only when the
-//! whole file succeeded. Owns the error policy (`reject_file`, `quarantine_rows`), the error
-//! report and the batch manifest. It does not upload or announce.
+//! Streams the decoded source through the CSV tokenizer, parses every value by the contract
+//! straight into the buffer of the row's partition, and hands buffers to the encoder when they
+//! are large or the memory budget is reached (largest first). The encoder ([`crate::writer`])
+//! keeps one row group open per partition with its finished pages in a bounded arena, so rows of
+//! a month spread over the whole file still make one row group, in bounded memory. With more than
+//! one thread, encoding runs on its own threads beside the parsing one. Files are written into a
+//! staging folder and moved into place only when the whole file succeeded. Owns the error policy
+//! (`reject_file`, `quarantine_rows`), the error report and the batch manifest. It does not
+//! upload or announce.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use arrow_array::RecordBatch;
-use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::StreamWriter;
 use arrow_schema::SchemaRef;
 use csv::ByteRecord;
 use lakemesh_shared::names;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::columns::{BatchBuilder, body_schema};
+use crate::columns::{BatchBuilder, Column, body_schema};
 use crate::contract::{ColumnType, Contract, OnError, Pii, Source, Transform};
 use crate::datefmt::{self, DateFormat};
 use crate::decode::{self, DecodeError};
 use crate::parse::{self, Numeric};
 use crate::pii::{self, PseudonymKey};
-use crate::writer::{PartitionWriter, WrittenFile, writer_properties};
+use crate::spill::{RowSpill, SpillArena};
+use crate::writer::{
+    EncodeError, Encoder, PartState, TableWriterSettings, WrittenFile, is_big, plain_columns,
+    writer_properties,
+};
 
 /// How many located errors a report lists (the counts cover all of them).
 pub const MAX_REPORTED_ERRORS: usize = 100;
-/// Partition buffers at least this many rows go straight to Parquet instead of the spill.
-const MIN_ROW_GROUP_ROWS: usize = 65_536;
 
 /// Where and how to convert.
 pub struct ConvertOptions {
@@ -213,6 +217,8 @@ struct FieldPlan {
     pii: Pii,
     /// Position in the body batch, if written.
     body: Option<usize>,
+    /// Position among the partition source values, if a partition key derives from it.
+    part_slot: Option<usize>,
 }
 
 #[derive(Clone, Copy)]
@@ -226,127 +232,375 @@ enum Val {
     Str(usize),
 }
 
-/// One partition's state during phase 1.
-struct Partition {
-    dir: String,
+/// Rows of one partition waiting on the parsing side.
+struct PartBuf {
+    dir: Arc<str>,
     values: Vec<(String, String)>,
     buf: BatchBuilder,
-    spill: Option<(StreamWriter<BufWriter<File>>, PathBuf)>,
-    writer: Option<PartitionWriter>,
+    /// Bytes this buffer counts against the parsing side's budget.
+    bytes: usize,
 }
 
-/// Everything the run needs to write.
-struct Sink<'a> {
-    schema: SchemaRef,
-    props: WriterProperties,
-    contract: &'a Contract,
-    staging: PathBuf,
-    budget: usize,
-    held: usize,
-    spill_seq: u32,
+/// Share of the memory budget for rows waiting on the parsing side (counted bytes; vectors grow
+/// by doubling, so the allocation can be twice that). The rest: rows in flight to the encoder
+/// threads, the open row groups and their pages.
+fn parse_budget(total: usize) -> usize {
+    (total / 2).max(256 * 1024)
 }
 
-impl Sink<'_> {
-    fn writer_for(&self, part: &Partition) -> PartitionWriter {
-        let mut dir = self.staging.join("data");
-        if !part.dir.is_empty() {
-            dir.push(&part.dir);
-        }
-        PartitionWriter::new(
-            dir,
-            self.schema.clone(),
-            self.props.clone(),
-            &self.contract.output,
-        )
+/// Bytes of finished pages kept in memory before they go to the spill file.
+fn arena_cap(total: usize) -> usize {
+    (total / 4).max(1024 * 1024)
+}
+
+type WorkerResult = Result<Vec<(usize, PartState)>, EncodeError>;
+/// Every partition's encoding state, and the spill holding their set-aside rows.
+type EncoderParts = (Vec<(usize, PartState)>, Arc<RowSpill>);
+type Job = (usize, Arc<str>, RecordBatch);
+
+/// Where finished buffers go while the file is read: an encoder on this thread, or encoder
+/// threads beside it, each owning the partitions `id % threads == shard`.
+enum Sink {
+    Inline(Encoder),
+    Threads(Shards),
+}
+
+struct Shards {
+    senders: Vec<std::sync::mpsc::SyncSender<Job>>,
+    handles: Vec<std::thread::JoinHandle<WorkerResult>>,
+}
+
+/// What every encoder of one conversion shares.
+struct Backend {
+    settings: Arc<TableWriterSettings>,
+    arena: SpillArena,
+    spill: Arc<RowSpill>,
+    sink: Sink,
+}
+
+impl Backend {
+    fn start(
+        settings: Arc<TableWriterSettings>,
+        staging: &Path,
+        threads: usize,
+        budget: usize,
+    ) -> Result<Self, ConvertError> {
+        let arena = SpillArena::new(staging.join("pages.spill"), arena_cap(budget));
+        let spill = Arc::new(RowSpill::new(staging.join("rows.spill")));
+        let encoder = || {
+            Encoder::new(
+                settings.clone(),
+                staging.to_path_buf(),
+                arena.clone(),
+                spill.clone(),
+            )
+        };
+        let sink = if threads <= 1 {
+            Sink::Inline(encoder())
+        } else {
+            let mut senders = Vec::new();
+            let mut handles = Vec::new();
+            for shard in 0..threads - 1 {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(2);
+                let mut enc = encoder();
+                let h = std::thread::Builder::new()
+                    .name(format!("encode-{shard}"))
+                    .spawn(move || -> WorkerResult {
+                        for (id, dir, batch) in rx {
+                            enc.write(id, &dir, &batch)?;
+                        }
+                        Ok(enc.into_parts())
+                    })
+                    .map_err(io_at(staging))?;
+                senders.push(tx);
+                handles.push(h);
+            }
+            Sink::Threads(Shards { senders, handles })
+        };
+        Ok(Self {
+            settings,
+            arena,
+            spill,
+            sink,
+        })
     }
 
-    /// Writes or spills the largest buffer until the budget holds.
-    fn relieve(&mut self, parts: &mut [Partition]) -> Result<(), ConvertError> {
-        while self.held > self.budget {
-            let Some((i, _)) = parts.iter().enumerate().max_by_key(|(_, p)| p.buf.bytes) else {
-                return Ok(());
-            };
-            self.flush(&mut parts[i], false)?;
+    fn write(&mut self, id: usize, dir: &Arc<str>, batch: RecordBatch) -> Result<(), ConvertError> {
+        match &mut self.sink {
+            Sink::Inline(enc) => enc.write(id, dir, &batch).map_err(encode_error),
+            Sink::Threads(s) => {
+                let n = s.senders.len();
+                if s.senders[id % n].send((id, dir.clone(), batch)).is_ok() {
+                    return Ok(());
+                }
+                // The encoder stopped: it failed, and its error says why.
+                let shards = std::mem::replace(
+                    s,
+                    Shards {
+                        senders: Vec::new(),
+                        handles: Vec::new(),
+                    },
+                );
+                match shards.join() {
+                    Err(e) => Err(e),
+                    Ok(_) => Err(ConvertError::Output {
+                        path: PathBuf::from(&**dir),
+                        message: "an encoder thread stopped without an error".into(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Stops the encoders and returns every partition's state.
+    fn into_parts(self) -> Result<EncoderParts, ConvertError> {
+        let parts = match self.sink {
+            Sink::Inline(enc) => enc.into_parts(),
+            Sink::Threads(s) => s.join()?,
+        };
+        Ok((parts, self.spill))
+    }
+}
+
+impl Shards {
+    /// Closes the channels and waits for every encoder; the first error wins.
+    fn join(mut self) -> Result<Vec<(usize, PartState)>, ConvertError> {
+        self.senders.clear();
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for h in self.handles.drain(..) {
+            match h.join() {
+                Ok(Ok(parts)) => out.extend(parts),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(encode_error(e));
+                }
+                Err(_) => {
+                    first_err.get_or_insert(ConvertError::Output {
+                        path: PathBuf::new(),
+                        message: "an encoder thread panicked".into(),
+                    });
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+impl Drop for Shards {
+    /// A conversion that stops early (a rejected file) waits for its encoders before the
+    /// staging folder is removed.
+    fn drop(&mut self) {
+        self.senders.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn encode_error(e: EncodeError) -> ConvertError {
+    ConvertError::Io {
+        path: e.dir,
+        source: e.source,
+    }
+}
+
+/// A partition's folder, key values and files.
+type Finished = (String, Vec<(String, String)>, Vec<WrittenFile>);
+
+/// The parsing side: partition buffers under a byte budget, and the encoders they drain into
+/// (started at the first hand-over, once the dictionary decision can be made from real rows).
+struct Router<'a> {
+    contract: &'a Contract,
+    schema: SchemaRef,
+    metadata: Vec<KeyValue>,
+    staging: PathBuf,
+    threads: usize,
+    budget_total: usize,
+    budget: usize,
+    held: usize,
+    parts: Vec<PartBuf>,
+    index: FxHashMap<Box<[u8]>, usize>,
+    dirs: FxHashMap<String, usize>,
+    backend: Option<Backend>,
+    ensure_one: bool,
+}
+
+impl Router<'_> {
+    fn backend(&mut self) -> Result<&mut Backend, ConvertError> {
+        if self.backend.is_none() {
+            let plain = plain_columns(&self.schema, self.parts.iter().map(|p| &p.buf));
+            if !plain.is_empty() {
+                log::debug!(
+                    "plain encoding (mostly distinct values): {}",
+                    plain.join(", ")
+                );
+            }
+            let props = writer_properties(&self.contract.output, self.metadata.clone(), &plain)
+                .map_err(|message| ConvertError::Output {
+                    path: self.staging.clone(),
+                    message,
+                })?;
+            let settings = Arc::new(TableWriterSettings::new(
+                self.schema.clone(),
+                props,
+                &self.contract.output,
+            ));
+            self.backend = Some(Backend::start(
+                settings,
+                &self.staging,
+                self.threads,
+                self.budget_total,
+            )?);
+        }
+        let Some(b) = self.backend.as_mut() else {
+            unreachable!("started above")
+        };
+        Ok(b)
+    }
+
+    fn take_batch(&mut self, i: usize) -> Result<Option<RecordBatch>, ConvertError> {
+        let part = &mut self.parts[i];
+        if part.buf.rows == 0 {
+            return Ok(None);
+        }
+        self.held -= part.bytes;
+        part.bytes = 0;
+        part.buf
+            .finish(&self.schema)
+            .map(Some)
+            .map_err(|e| ConvertError::Output {
+                path: self.staging.join(&*part.dir),
+                message: e.to_string(),
+            })
+    }
+
+    /// Hands partition `i`'s rows to the encoder.
+    fn flush(&mut self, i: usize) -> Result<(), ConvertError> {
+        if self.parts[i].buf.rows == 0 {
+            return Ok(());
+        }
+        self.backend()?;
+        let Some(batch) = self.take_batch(i)? else {
+            return Ok(());
+        };
+        let dir = self.parts[i].dir.clone();
+        self.backend()?.write(i, &dir, batch)
+    }
+
+    /// Counts a finished row of partition `i`; hands buffers over when they make a row group
+    /// or the budget is exceeded (largest first, down to three quarters of the budget).
+    fn added(&mut self, i: usize, bytes: usize) -> Result<(), ConvertError> {
+        let part = &mut self.parts[i];
+        part.buf.rows += 1;
+        part.bytes += bytes;
+        self.held += bytes;
+        if is_big(part.buf.rows, part.bytes) {
+            self.flush(i)?;
+        }
+        if self.held > self.budget {
+            while self.held > self.budget / 4 * 3 {
+                let Some((j, _)) = self.parts.iter().enumerate().max_by_key(|(_, p)| p.bytes)
+                else {
+                    break;
+                };
+                if self.parts[j].bytes == 0 {
+                    break;
+                }
+                self.flush(j)?;
+            }
         }
         Ok(())
     }
 
-    /// Moves a partition's buffer out of memory: to Parquet when large enough (or already
-    /// streaming), else to its spill file.
-    fn flush(&mut self, part: &mut Partition, to_parquet: bool) -> Result<(), ConvertError> {
-        if part.buf.rows == 0 {
-            return Ok(());
+    /// Writes every partition: what the encoders hold, what they set aside and what is still
+    /// buffered here, largest first on `threads` threads.
+    fn finish(mut self) -> Result<Vec<Finished>, ConvertError> {
+        if self.parts.is_empty() && self.ensure_one {
+            self.parts.push(PartBuf {
+                dir: Arc::from(""),
+                values: Vec::new(),
+                buf: BatchBuilder::new(&[]),
+                bytes: 0,
+            });
         }
-        self.held -= part.buf.bytes;
-        let batch = part
-            .buf
-            .finish(&self.schema)
-            .map_err(|e| ConvertError::Output {
-                path: self.staging.clone(),
-                message: e.to_string(),
-            })?;
-        if to_parquet || part.writer.is_some() || batch.num_rows() >= MIN_ROW_GROUP_ROWS {
-            if part.writer.is_none() {
-                part.writer = Some(self.writer_for(part));
-            }
-            let Some(w) = part.writer.as_mut() else {
-                unreachable!("set above")
-            };
-            let dir = w.dir().to_path_buf();
-            replay_spill(part.spill.take(), w)?;
-            w.write(&batch).map_err(io_at(&dir))?;
-            return Ok(());
-        }
-        if part.spill.is_none() {
-            let path = self
-                .staging
-                .join("spill")
-                .join(format!("{}.arrows", self.spill_seq));
-            self.spill_seq += 1;
-            std::fs::create_dir_all(self.staging.join("spill")).map_err(io_at(&path))?;
-            let f = File::create(&path).map_err(io_at(&path))?;
-            let w = StreamWriter::try_new(BufWriter::with_capacity(64 * 1024, f), &self.schema)
-                .map_err(|e| ConvertError::Output {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            part.spill = Some((w, path));
-        }
-        let Some((w, path)) = part.spill.as_mut() else {
-            unreachable!("set above")
+        self.backend()?;
+        let Some(backend) = self.backend.take() else {
+            unreachable!("started above")
         };
-        w.write(&batch).map_err(|e| ConvertError::Output {
-            path: path.clone(),
-            message: e.to_string(),
-        })
+        let settings = backend.settings.clone();
+        let arena = backend.arena.clone();
+        let (states, spill) = backend.into_parts()?;
+        let mut slots: Vec<Option<PartState>> = (0..self.parts.len()).map(|_| None).collect();
+        for (id, s) in states {
+            slots[id] = Some(s);
+        }
+        let mut tasks = Vec::with_capacity(self.parts.len());
+        for (i, slot) in slots.into_iter().enumerate() {
+            let rest = self.take_batch(i)?;
+            let state = slot.unwrap_or_else(|| {
+                let mut dir = self.staging.join("data");
+                if !self.parts[i].dir.is_empty() {
+                    dir.push(&*self.parts[i].dir);
+                }
+                PartState::new(dir, settings.clone(), arena.clone())
+            });
+            let weight = state.weight() + rest.as_ref().map_or(0, |b| b.get_array_memory_size());
+            tasks.push((weight, i, state, rest));
+        }
+        tasks.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let ensure_one = self.ensure_one;
+        let run = |(_, i, state, rest): (usize, usize, PartState, Option<RecordBatch>)| {
+            state
+                .finish(&spill, rest.as_ref(), ensure_one)
+                .map(|files| (i, files))
+                .map_err(encode_error)
+        };
+        let done: Vec<(usize, Vec<WrittenFile>)> = if self.threads <= 1 || tasks.len() <= 1 {
+            tasks.into_iter().map(run).collect::<Result<_, _>>()?
+        } else {
+            let queue = std::sync::Mutex::new(VecDeque::from(tasks));
+            let results = std::sync::Mutex::new(Vec::new());
+            std::thread::scope(|s| {
+                for _ in 0..self.threads {
+                    s.spawn(|| {
+                        loop {
+                            let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                            let Some(task) = next else { break };
+                            let r = run(task);
+                            let failed = r.is_err();
+                            if let Ok(mut res) = results.lock() {
+                                res.push(r);
+                            }
+                            if failed {
+                                // stop the others too: the conversion has failed
+                                if let Ok(mut q) = queue.lock() {
+                                    q.clear();
+                                }
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            results
+                .into_inner()
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<Result<_, _>>()?
+        };
+        let mut out: Vec<Finished> = done
+            .into_iter()
+            .map(|(i, files)| {
+                let p = &mut self.parts[i];
+                (p.dir.to_string(), std::mem::take(&mut p.values), files)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
-}
-
-/// Writes the spilled batches of a partition into its Parquet writer and removes the spill file.
-fn replay_spill(
-    spill: Option<(StreamWriter<BufWriter<File>>, PathBuf)>,
-    w: &mut PartitionWriter,
-) -> Result<(), ConvertError> {
-    let Some((mut sw, path)) = spill else {
-        return Ok(());
-    };
-    let out = |e: arrow_schema::ArrowError| ConvertError::Output {
-        path: path.clone(),
-        message: e.to_string(),
-    };
-    sw.finish().map_err(out)?;
-    let mut inner = sw.into_inner().map_err(out)?;
-    inner.flush().map_err(io_at(&path))?;
-    drop(inner);
-    let f = File::open(&path).map_err(io_at(&path))?;
-    let reader =
-        StreamReader::try_new(BufReader::with_capacity(256 * 1024, f), None).map_err(out)?;
-    for batch in reader {
-        let batch: RecordBatch = batch.map_err(out)?;
-        w.write(&batch).map_err(io_at(&path))?;
-    }
-    std::fs::remove_file(&path).map_err(io_at(&path))?;
-    Ok(())
 }
 
 /// Collects located errors (the first [`MAX_REPORTED_ERRORS`]) and counts them all.
@@ -531,7 +785,7 @@ fn run(
         (0..width).map(|i| format!("#{i}")).collect()
     };
 
-    let plans = match plan_fields(contract, &headers, first_line) {
+    let mut plans = match plan_fields(contract, &headers, first_line) {
         Ok(p) => p,
         Err(list) => {
             for e in list {
@@ -546,7 +800,7 @@ fn run(
         }
     };
 
-    // Body schema and writer settings.
+    // Body schema.
     let body_cols: Vec<(String, ColumnType, String)> = contract
         .body_columns()
         .map(|(i, c)| {
@@ -558,28 +812,54 @@ fn run(
         })
         .collect();
     let body_types: Vec<ColumnType> = body_cols.iter().map(|c| c.1).collect();
+    // What a row costs in the buffers besides its text.
+    let fixed_row_bytes: usize = body_types
+        .iter()
+        .map(|t| match t {
+            ColumnType::String | ColumnType::Int | ColumnType::Date => 4,
+            ColumnType::BigInt | ColumnType::Timestamp | ColumnType::Double => 8,
+            ColumnType::Decimal { .. } => 16,
+            ColumnType::Boolean => 1,
+        })
+        .sum();
     let schema = body_schema(&body_cols);
-    let metadata = vec![
-        KeyValue::new("lakemesh.product".to_string(), contract.name.clone()),
-        KeyValue::new("lakemesh.domain".to_string(), contract.domain.clone()),
-        KeyValue::new("lakemesh.source_file".to_string(), file_name.to_string()),
-    ];
-    let no_dict: Vec<String> = Vec::new();
-    let props = writer_properties(&contract.output, metadata, &no_dict).map_err(|message| {
-        ConvertError::Output {
-            path: staging.to_path_buf(),
-            message,
-        }
-    })?;
-    let mut sink = Sink {
-        schema: schema.clone(),
-        props,
+    let ensure_one = contract.partition_by.is_empty();
+    let mut router = Router {
         contract,
+        schema,
+        metadata: vec![
+            KeyValue::new("lakemesh.product".to_string(), contract.name.clone()),
+            KeyValue::new("lakemesh.domain".to_string(), contract.domain.clone()),
+            KeyValue::new("lakemesh.source_file".to_string(), file_name.to_string()),
+        ],
         staging: staging.to_path_buf(),
-        budget: opts.memory_budget_bytes,
+        threads: opts.threads.max(1),
+        budget_total: opts.memory_budget_bytes,
+        budget: parse_budget(opts.memory_budget_bytes),
         held: 0,
-        spill_seq: 0,
+        parts: Vec::new(),
+        index: FxHashMap::default(),
+        dirs: FxHashMap::default(),
+        backend: None,
+        ensure_one,
     };
+    // Partition keys: which planned field each derives from.
+    let part_plans: Vec<usize> = contract
+        .partition_by
+        .iter()
+        .map(|spec| {
+            plans
+                .iter()
+                .position(|p| p.col == spec.column)
+                .unwrap_or_else(|| unreachable!("partition columns are planned"))
+        })
+        .collect();
+    let mut part_src: Vec<usize> = part_plans.clone();
+    part_src.sort_unstable();
+    part_src.dedup();
+    for (slot, &pi) in part_src.iter().enumerate() {
+        plans[pi].part_slot = Some(slot);
+    }
 
     let quarantine = contract.on_error == OnError::QuarantineRows;
     let mut rejects: Option<(csv::Writer<File>, PathBuf)> = None;
@@ -587,10 +867,14 @@ fn run(
         decimal: csv_cfg.decimal,
         thousands: csv_cfg.thousands,
     };
-    let mut parts: Vec<Partition> = Vec::new();
-    let mut part_index: FxHashMap<String, usize> = FxHashMap::default();
-    let mut key_buf = String::with_capacity(64);
-    let mut vals: Vec<Val> = Vec::with_capacity(plans.len());
+    let ctx = RowContext {
+        trim_strings: csv_cfg.trim_strings,
+        key: opts.key.as_ref(),
+    };
+    let mut key_buf: Vec<u8> = Vec::with_capacity(32);
+    let mut last_key: Vec<u8> = Vec::with_capacity(32);
+    let mut last_part = usize::MAX;
+    let mut pvals: Vec<Val> = vec![Val::Null; part_src.len()];
     let mut scratch = Vec::new();
     let mut text_buf = String::with_capacity(128);
     let mut rows_read: u64 = 0;
@@ -671,22 +955,137 @@ fn run(
                 reason: format!("expected {width} fields, found {}{hint}", record.len()),
             });
         } else {
-            // Values.
-            vals.clear();
+            // Pass-through UTF-8 is checked once per record; only a bad record is checked
+            // field by field, to say which value is wrong.
+            let check_fields =
+                decoded.check_utf8 && std::str::from_utf8(record.as_slice()).is_err();
+            let mut field_error = |p: &FieldPlan, raw: &[u8], reason: String| {
+                errors.push(RowError {
+                    line,
+                    column: Some(p.name.clone()),
+                    source_header: Some(p.header.clone()),
+                    field: Some(p.src + 1),
+                    value: Some(show_value(raw)),
+                    reason,
+                });
+            };
+            // Partition sources first: they choose the buffer.
+            let mut bad = false;
+            for (slot, &pi) in part_src.iter().enumerate() {
+                let p = &plans[pi];
+                let raw = &record[p.src];
+                pvals[slot] = match parse_value(p, raw, numeric, check_fields, &mut scratch) {
+                    Ok(v) => v,
+                    Err(reason) => {
+                        field_error(p, raw, reason);
+                        bad = true;
+                        Val::Null
+                    }
+                };
+            }
+            let pi = if bad || doomed {
+                None
+            } else if part_plans.is_empty() {
+                if router.parts.is_empty() {
+                    router.parts.push(PartBuf {
+                        dir: Arc::from(""),
+                        values: Vec::new(),
+                        buf: BatchBuilder::new(&body_types),
+                        bytes: 0,
+                    });
+                }
+                Some(0)
+            } else {
+                key_buf.clear();
+                for (k, spec) in contract.partition_by.iter().enumerate() {
+                    let p = &plans[part_plans[k]];
+                    let slot = p.part_slot.unwrap_or_else(|| unreachable!("planned"));
+                    push_partition_key(&mut key_buf, spec.transform, p.ty, pvals[slot], &record);
+                }
+                if key_buf == last_key && last_part != usize::MAX {
+                    Some(last_part)
+                } else {
+                    let i = match router.index.get(key_buf.as_slice()) {
+                        Some(&i) => i,
+                        None => {
+                            let mut dir = String::new();
+                            let mut values = Vec::new();
+                            for (k, spec) in contract.partition_by.iter().enumerate() {
+                                let p = &plans[part_plans[k]];
+                                let slot = p.part_slot.unwrap_or_else(|| unreachable!("planned"));
+                                let mut v = String::new();
+                                push_partition_value(
+                                    &mut v,
+                                    spec.transform,
+                                    p.ty,
+                                    pvals[slot],
+                                    &record,
+                                );
+                                if k > 0 {
+                                    dir.push('/');
+                                }
+                                dir.push_str(&spec.name);
+                                dir.push('=');
+                                dir.push_str(&v);
+                                values.push((spec.name.clone(), v));
+                            }
+                            // Two keys can name one folder (a value spelled like the null
+                            // folder): they share its buffer.
+                            let i = match router.dirs.get(dir.as_str()) {
+                                Some(&i) => i,
+                                None => {
+                                    router.parts.push(PartBuf {
+                                        dir: Arc::from(dir.as_str()),
+                                        values,
+                                        buf: BatchBuilder::new(&body_types),
+                                        bytes: 0,
+                                    });
+                                    let i = router.parts.len() - 1;
+                                    router.dirs.insert(dir, i);
+                                    i
+                                }
+                            };
+                            router.index.insert(key_buf.clone().into_boxed_slice(), i);
+                            i
+                        }
+                    };
+                    last_key.clone_from(&key_buf);
+                    last_part = i;
+                    Some(i)
+                }
+            };
+            // Every value, into the partition's buffer (or a scratch row when the row cannot
+            // be written anyway).
+            let mut target = pi.map(|i| &mut router.parts[i].buf);
+            let mut text = 0usize;
             for p in &plans {
                 let raw = &record[p.src];
-                match parse_value(p, raw, numeric, &mut scratch) {
-                    Ok(v) => vals.push(v),
-                    Err(reason) => {
-                        vals.push(Val::Null);
-                        errors.push(RowError {
-                            line,
-                            column: Some(p.name.clone()),
-                            source_header: Some(p.header.clone()),
-                            field: Some(p.src + 1),
-                            value: Some(show_value(raw)),
-                            reason,
-                        });
+                let v = match p.part_slot {
+                    Some(slot) => pvals[slot],
+                    None => match parse_value(p, raw, numeric, check_fields, &mut scratch) {
+                        Ok(v) => v,
+                        Err(reason) => {
+                            field_error(p, raw, reason);
+                            bad = true;
+                            continue;
+                        }
+                    },
+                };
+                if let Some(bi) = p.body
+                    && !bad
+                    && let Some(t) = target.as_deref_mut()
+                {
+                    text += append_value(&mut t.cols[bi], p, v, raw, &record, &ctx, &mut text_buf);
+                }
+            }
+            match (pi, bad) {
+                (Some(i), false) => {
+                    rows_written += 1;
+                    router.added(i, fixed_row_bytes + text)?;
+                }
+                _ => {
+                    if let Some(t) = target {
+                        t.rollback();
                     }
                 }
             }
@@ -711,140 +1110,6 @@ fn run(
             } else {
                 doomed = true;
             }
-            continue;
-        }
-        if doomed {
-            continue;
-        }
-
-        // Partition.
-        let pi = if contract.partition_by.is_empty() {
-            if parts.is_empty() {
-                parts.push(Partition {
-                    dir: String::new(),
-                    values: Vec::new(),
-                    buf: BatchBuilder::new(&body_types),
-                    spill: None,
-                    writer: None,
-                });
-            }
-            0
-        } else {
-            key_buf.clear();
-            for (k, spec) in contract.partition_by.iter().enumerate() {
-                if k > 0 {
-                    key_buf.push('/');
-                }
-                key_buf.push_str(&spec.name);
-                key_buf.push('=');
-                let plan = plans
-                    .iter()
-                    .position(|p| p.col == spec.column)
-                    .unwrap_or_else(|| unreachable!("partition columns are planned"));
-                push_partition_value(
-                    &mut key_buf,
-                    spec.transform,
-                    plans[plan].ty,
-                    vals[plan],
-                    &record,
-                );
-            }
-            match part_index.get(key_buf.as_str()) {
-                Some(&i) => i,
-                None => {
-                    let values = key_buf
-                        .split('/')
-                        .map(|kv| {
-                            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                            (k.to_string(), v.to_string())
-                        })
-                        .collect();
-                    parts.push(Partition {
-                        dir: key_buf.clone(),
-                        values,
-                        buf: BatchBuilder::new(&body_types),
-                        spill: None,
-                        writer: None,
-                    });
-                    part_index.insert(key_buf.clone(), parts.len() - 1);
-                    parts.len() - 1
-                }
-            }
-        };
-
-        // Append.
-        let part = &mut parts[pi];
-        let mut added = 0usize;
-        for (p, v) in plans.iter().zip(vals.iter()) {
-            let Some(bi) = p.body else { continue };
-            let col = &mut part.buf.cols[bi];
-            match *v {
-                Val::Null => {
-                    col.append_null();
-                    added += 1;
-                }
-                Val::Int(x) => {
-                    if p.pii == Pii::Year {
-                        let days = if p.ty == ColumnType::Timestamp {
-                            x.div_euclid(86_400_000)
-                        } else {
-                            x
-                        };
-                        col.append_i64(datefmt::civil_from_days(days as i32).0 as i64);
-                    } else {
-                        col.append_i64(x);
-                    }
-                    added += 8;
-                }
-                Val::F64(x) => {
-                    col.append_f64(x);
-                    added += 8;
-                }
-                Val::Dec(x) => {
-                    col.append_i128(x);
-                    added += 16;
-                }
-                Val::Bool(x) => {
-                    col.append_bool(x);
-                    added += 1;
-                }
-                Val::Str(i) => {
-                    // Checked valid UTF-8 in parse_value.
-                    let s = std::str::from_utf8(&record[i])
-                        .unwrap_or_else(|_| unreachable!("validated"));
-                    let s = if contract.csv.trim_strings {
-                        s.trim()
-                    } else {
-                        s
-                    };
-                    match p.pii {
-                        Pii::Hmac => {
-                            text_buf.clear();
-                            if let Some(k) = &opts.key {
-                                k.pseudonym_into(s.as_bytes(), &mut text_buf);
-                            }
-                            col.append_str(&text_buf);
-                            added += text_buf.len() + 4;
-                        }
-                        Pii::Truncate(n) => {
-                            let t = pii::truncate_chars(s, n);
-                            col.append_str(t);
-                            added += t.len() + 4;
-                        }
-                        _ => {
-                            col.append_str(s);
-                            added += s.len() + 4;
-                        }
-                    }
-                }
-            }
-        }
-        part.buf.rows += 1;
-        part.buf.bytes += added;
-        sink.held += added;
-        rows_written += 1;
-        if sink.held > sink.budget {
-            sink.relieve(&mut parts)?;
         }
     }
     if let Some(p) = &opts.progress {
@@ -878,27 +1143,14 @@ fn run(
     let source_bytes = decoded.bytes_read.load(Ordering::Relaxed);
     let batch_id = batch_id_of(&source_sha256);
 
-    // Phase 2: every partition's remaining rows to Parquet.
-    if parts.is_empty() && contract.partition_by.is_empty() {
-        parts.push(Partition {
-            dir: String::new(),
-            values: Vec::new(),
-            buf: BatchBuilder::new(&body_types),
-            spill: None,
-            writer: None,
-        });
-    }
-    parts.sort_by(|a, b| a.dir.cmp(&b.dir));
     let phase1 = started.elapsed().as_secs_f64();
     log::debug!(
-        "phase 1 (parse, route, spill): {phase1:.2} s, {} partitions",
-        parts.len()
+        "read and parsed in {phase1:.2} s, {} partitions",
+        router.parts.len()
     );
-    let ensure_one = contract.partition_by.is_empty();
-    let written = finish_partitions(&mut sink, parts, opts.threads.max(1), ensure_one)?;
-
+    let written = router.finish()?;
     log::debug!(
-        "phase 2 (encode): {:.2} s",
+        "last rows encoded in {:.2} s",
         started.elapsed().as_secs_f64() - phase1
     );
 
@@ -1013,64 +1265,6 @@ fn discover(contract: &Contract, input: &Path, opts: &ConvertOptions) -> Convert
 /// The batch id of a source: the first 16 hex digits of its SHA-256.
 pub fn batch_id_of(sha256_hex: &str) -> String {
     sha256_hex[..16].to_string()
-}
-
-/// A finished partition: folder, key values, files.
-type Finished = (String, Vec<(String, String)>, Vec<WrittenFile>);
-type Written = Vec<Finished>;
-
-fn finish_partitions(
-    sink: &mut Sink<'_>,
-    parts: Vec<Partition>,
-    threads: usize,
-    ensure_one: bool,
-) -> Result<Written, ConvertError> {
-    let finish_one = |sink: &Sink<'_>, mut part: Partition| -> Result<Finished, ConvertError> {
-        let mut w = part.writer.take().unwrap_or_else(|| sink.writer_for(&part));
-        let dir = w.dir().to_path_buf();
-        replay_spill(part.spill.take(), &mut w)?;
-        if part.buf.rows > 0 {
-            let batch = part
-                .buf
-                .finish(&sink.schema)
-                .map_err(|e| ConvertError::Output {
-                    path: dir.clone(),
-                    message: e.to_string(),
-                })?;
-            part.buf.release();
-            w.write(&batch).map_err(io_at(&dir))?;
-        }
-        let files = w.finish(ensure_one).map_err(io_at(&dir))?;
-        Ok((part.dir, part.values, files))
-    };
-    if threads <= 1 || parts.len() <= 1 {
-        return parts.into_iter().map(|p| finish_one(sink, p)).collect();
-    }
-    let n = parts.len();
-    let queue = std::sync::Mutex::new(parts.into_iter().enumerate().collect::<VecDeque<_>>());
-    let results = std::sync::Mutex::new(Vec::with_capacity(n));
-    let sink_ref: &Sink<'_> = sink;
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(n) {
-            s.spawn(|| {
-                loop {
-                    let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
-                    let Some((i, p)) = next else { break };
-                    let r = finish_one(sink_ref, p);
-                    let failed = r.is_err();
-                    if let Ok(mut res) = results.lock() {
-                        res.push((i, r));
-                    }
-                    if failed {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_default();
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Removes files an earlier conversion of the same source left (their count may differ).
@@ -1198,6 +1392,7 @@ fn plan_fields(
                     false_values: c.false_values.clone(),
                     pii: c.pii,
                     body: body.iter().position(|&b| b == ci),
+                    part_slot: None,
                 });
             }
             [] => errs.push(RowError {
@@ -1256,6 +1451,7 @@ fn parse_value(
     p: &FieldPlan,
     raw: &[u8],
     n: Numeric,
+    check_utf8: bool,
     scratch: &mut Vec<u8>,
 ) -> Result<Val, String> {
     let t = parse::trim(raw);
@@ -1270,7 +1466,7 @@ fn parse_value(
     let r = |e: &'static str| e.to_string();
     Ok(match p.ty {
         ColumnType::String => {
-            if std::str::from_utf8(raw).is_err() {
+            if check_utf8 && std::str::from_utf8(raw).is_err() {
                 return Err("not valid UTF-8: the file is not in the declared encoding; set csv.encoding (e.g. windows-1252)".into());
             }
             Val::Str(p.src)
@@ -1297,6 +1493,144 @@ fn parse_value(
             None => return Err(format!("not a timestamp in {}", show_formats(&p.formats))),
         },
     })
+}
+
+/// What appending a value needs besides the value.
+struct RowContext<'a> {
+    trim_strings: bool,
+    key: Option<&'a PseudonymKey>,
+}
+
+/// Strips whitespace around text: ASCII spaces and tabs, and Unicode spaces (a no-break space
+/// padding a legacy export) when the ends are not ASCII.
+fn trim_text(raw: &[u8]) -> &[u8] {
+    let t = parse::trim(raw);
+    let non_ascii_end =
+        t.first().is_some_and(|b| !b.is_ascii()) || t.last().is_some_and(|b| !b.is_ascii());
+    if non_ascii_end && let Ok(s) = std::str::from_utf8(t) {
+        return s.trim().as_bytes();
+    }
+    t
+}
+
+/// Appends a parsed value to its body column, applying the column's pseudonymisation; returns
+/// the text bytes added (for the memory count).
+#[allow(clippy::too_many_arguments)]
+fn append_value(
+    col: &mut Column,
+    p: &FieldPlan,
+    v: Val,
+    raw: &[u8],
+    record: &ByteRecord,
+    ctx: &RowContext<'_>,
+    text_buf: &mut String,
+) -> usize {
+    match v {
+        Val::Null => {
+            col.push_null();
+            0
+        }
+        Val::Int(x) => {
+            if p.pii == Pii::Year {
+                let days = if p.ty == ColumnType::Timestamp {
+                    x.div_euclid(86_400_000)
+                } else {
+                    x
+                };
+                col.push_i64(datefmt::civil_from_days(days as i32).0 as i64);
+            } else {
+                col.push_i64(x);
+            }
+            0
+        }
+        Val::F64(x) => {
+            col.push_f64(x);
+            0
+        }
+        Val::Dec(x) => {
+            col.push_i128(x);
+            0
+        }
+        Val::Bool(x) => {
+            col.push_bool(x);
+            0
+        }
+        Val::Str(_) => {
+            let s = if ctx.trim_strings {
+                trim_text(raw)
+            } else {
+                raw
+            };
+            match p.pii {
+                Pii::Hmac => {
+                    text_buf.clear();
+                    if let Some(k) = ctx.key {
+                        k.pseudonym_into(s, text_buf);
+                    }
+                    col.push_text(text_buf.as_bytes());
+                    text_buf.len()
+                }
+                Pii::Truncate(n) => {
+                    // parse_value checked the field (or its record) is UTF-8
+                    let t = std::str::from_utf8(s)
+                        .map_or(s, |st| pii::truncate_chars(st, n).as_bytes());
+                    col.push_text(t);
+                    t.len()
+                }
+                _ => {
+                    // `s` lies inside the record's buffer: copy it from there
+                    let base = record.as_slice();
+                    let start = s.as_ptr() as usize - base.as_ptr() as usize;
+                    col.push_text_within(base, start, start + s.len());
+                    s.len()
+                }
+            }
+        }
+    }
+}
+
+/// Appends the binary partition key of one value to `buf` (what tells partitions apart; the
+/// folder name is made once per partition by [`push_partition_value`]).
+fn push_partition_key(
+    buf: &mut Vec<u8>,
+    t: Transform,
+    ty: ColumnType,
+    v: Val,
+    record: &ByteRecord,
+) {
+    let days = |x: i64| {
+        if ty == ColumnType::Timestamp {
+            x.div_euclid(86_400_000) as i32
+        } else {
+            x as i32
+        }
+    };
+    match (t, v) {
+        (_, Val::Null) => buf.push(0),
+        (Transform::Identity, Val::Str(i)) => {
+            // the same text as the folder name: see push_partition_value
+            let s = std::str::from_utf8(&record[i])
+                .unwrap_or_default()
+                .trim()
+                .as_bytes();
+            buf.push(1);
+            buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            buf.extend_from_slice(s);
+        }
+        (Transform::Year, Val::Int(x)) => {
+            buf.push(1);
+            buf.extend_from_slice(&datefmt::civil_from_days(days(x)).0.to_le_bytes());
+        }
+        (Transform::Month, Val::Int(x)) => {
+            buf.push(1);
+            buf.push(datefmt::civil_from_days(days(x)).1 as u8);
+        }
+        (Transform::Day, Val::Int(x)) => {
+            buf.push(1);
+            buf.push(datefmt::civil_from_days(days(x)).2 as u8);
+        }
+        _ => unreachable!("partition transforms were validated against column types"),
+    }
 }
 
 fn show_formats(f: &[DateFormat]) -> String {

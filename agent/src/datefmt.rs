@@ -10,6 +10,82 @@ pub struct DateFormat {
     text: String,
     items: Vec<Item>,
     has_time: bool,
+    /// For date formats of fixed-width numbers and one-byte literals (`%Y-%m-%d`, `%d/%m/%Y`,
+    /// `%Y%m%d`): the layout of a value that has every number at full width, parsed without the
+    /// general loop. Values of another length take the general path.
+    fixed: Option<Fixed>,
+}
+
+/// Byte positions of a fixed-width date layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fixed {
+    len: usize,
+    year: usize,
+    month: usize,
+    day: usize,
+    /// (position, byte) of each literal.
+    lits: Vec<(usize, u8)>,
+}
+
+impl Fixed {
+    fn of(items: &[Item]) -> Option<Self> {
+        let (mut pos, mut year, mut month, mut day, mut lits) = (0, None, None, None, Vec::new());
+        for it in items {
+            match *it {
+                Item::Year => {
+                    year = Some(pos);
+                    pos += 4;
+                }
+                Item::Month => {
+                    month = Some(pos);
+                    pos += 2;
+                }
+                Item::Day => {
+                    day = Some(pos);
+                    pos += 2;
+                }
+                Item::Lit(c) if !c.is_ascii_digit() => {
+                    lits.push((pos, c));
+                    pos += 1;
+                }
+                _ => return None,
+            }
+        }
+        Some(Self {
+            len: pos,
+            year: year?,
+            month: month?,
+            day: day?,
+            lits,
+        })
+    }
+
+    #[inline]
+    fn parse(&self, s: &[u8]) -> Option<Option<i32>> {
+        if s.len() != self.len {
+            return None;
+        }
+        let num = |at: usize, n: usize| -> Option<u32> {
+            let mut v = 0u32;
+            for &b in &s[at..at + n] {
+                if !b.is_ascii_digit() {
+                    return None;
+                }
+                v = v * 10 + (b - b'0') as u32;
+            }
+            Some(v)
+        };
+        for &(at, c) in &self.lits {
+            if s[at] != c {
+                return Some(None);
+            }
+        }
+        let (Some(y), Some(m), Some(d)) = (num(self.year, 4), num(self.month, 2), num(self.day, 2))
+        else {
+            return Some(None);
+        };
+        Some(days_from_civil(y as i32, m, d))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,10 +157,12 @@ impl DateFormat {
         }
         // Two adjacent variable-width numbers cannot be split: %Y%m%d is fine only with
         // fixed widths, which we apply when a number directly follows another.
+        let fixed = if has_time { None } else { Fixed::of(&items) };
         Ok(Self {
             text: text.to_string(),
             items,
             has_time,
+            fixed,
         })
     }
 
@@ -94,6 +172,11 @@ impl DateFormat {
 
     /// Parses a date; returns days since 1970-01-01.
     pub fn parse_date(&self, s: &[u8]) -> Option<i32> {
+        if let Some(f) = &self.fixed
+            && let Some(days) = f.parse(s)
+        {
+            return days;
+        }
         let p = self.parse_parts(s)?;
         days_from_civil(p.year, p.month, p.day)
     }
@@ -324,6 +407,52 @@ mod tests {
             .unwrap()
             .parse_timestamp_millis(s.as_bytes())
             .map(format_timestamp_millis)
+    }
+
+    #[test]
+    fn fixed_layout_fast_path_agrees_with_the_general_parser() {
+        let mut values: Vec<String> = Vec::new();
+        for y in [1900, 1999, 2000, 2024, 2100] {
+            for m in 0..=13 {
+                for d in [0, 1, 9, 28, 29, 30, 31, 32] {
+                    values.push(format!("{y:04}-{m:02}-{d:02}"));
+                    values.push(format!("{d:02}/{m:02}/{y:04}"));
+                    values.push(format!("{y:04}{m:02}{d:02}"));
+                    values.push(format!("{d}/{m}/{y}"));
+                }
+            }
+        }
+        values.extend(
+            [
+                "2024-1a-01",
+                "2024/01/01",
+                "01-01-2024",
+                "2024-01-01 ",
+                " 2024-01-01",
+                "",
+                "2024-01-0",
+                "20240101x",
+                "+024-01-01",
+                "2024-\u{e9}1-01",
+            ]
+            .map(String::from),
+        );
+        for f in ["%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y"] {
+            let fmt = DateFormat::compile(f, false).unwrap();
+            assert!(fmt.fixed.is_some(), "{f} has a fixed layout");
+            for v in &values {
+                let general = fmt
+                    .parse_parts(v.as_bytes())
+                    .and_then(|p| days_from_civil(p.year, p.month, p.day));
+                assert_eq!(fmt.parse_date(v.as_bytes()), general, "{f} on {v:?}");
+            }
+        }
+        assert!(
+            DateFormat::compile("%d %b %Y", false)
+                .unwrap()
+                .fixed
+                .is_none()
+        );
     }
 
     #[test]

@@ -12,4 +12,5 @@ pub mod decode;
 pub mod infer;
 pub mod parse;
 pub mod pii;
+pub mod spill;
 pub mod writer;

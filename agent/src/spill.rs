@@ -1,0 +1,414 @@
+//! Spill files of the staging folder: rows waiting for the end of the file, and the encoded
+//! pages of the row group being written.
+//!
+//! Rows of a month may be spread over the whole export, and a row group (hence a file) can only
+//! be written once its rows are all known; holding them all in memory makes memory grow with the
+//! input, as every peer converter does. Two stores keep memory bounded instead:
+//! - [`RowSpill`]: buffered rows of partitions too small to be written yet, appended to one file
+//!   as Arrow IPC segments and read back when the partition is written at the end;
+//! - [`SpillArena`]: the Parquet writer's [`PageStore`]: a row group's compressed pages stay on
+//!   the heap under a cap and go to a spill file beyond it until the row group is complete, so a
+//!   row group of any size costs bounded memory.
+//!
+//! It owns these files and nothing else: it knows nothing of partitions, rows' meaning or Parquet
+//! layout.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::ArrowError;
+use bytes::Bytes;
+use parquet::arrow::arrow_writer::{PageKey, PageStore, PageStoreArgs, PageStoreFactory};
+use parquet::errors::{ParquetError, Result};
+
+/// Where one spilled batch lies in a [`RowSpill`] file.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment {
+    offset: u64,
+    len: usize,
+}
+
+impl Segment {
+    /// Bytes it takes in the file.
+    pub fn bytes(&self) -> usize {
+        self.len
+    }
+}
+
+#[derive(Debug)]
+struct RowSpillFile {
+    file: Option<File>,
+    end: u64,
+}
+
+/// Rows set aside until the end of the conversion: one append-only file of Arrow IPC segments,
+/// shared by every thread (appends take a lock; reads are positioned and lock-free). Removed
+/// when dropped.
+#[derive(Debug)]
+pub struct RowSpill {
+    path: PathBuf,
+    state: Mutex<RowSpillFile>,
+    reader: std::sync::OnceLock<File>,
+}
+
+/// A spill file error: the path and what happened.
+#[derive(Debug, thiserror::Error)]
+#[error("spill file {}: {source}", .path.display())]
+pub struct SpillError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl RowSpill {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            state: Mutex::new(RowSpillFile { file: None, end: 0 }),
+            reader: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn err(&self, source: std::io::Error) -> SpillError {
+        SpillError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn arrow_err(&self, e: ArrowError) -> SpillError {
+        self.err(std::io::Error::other(e))
+    }
+
+    /// Appends a batch; returns where it lies.
+    pub fn append(&self, batch: &RecordBatch) -> std::result::Result<Segment, SpillError> {
+        let mut bytes = Vec::with_capacity(batch.get_array_memory_size() + 4096);
+        {
+            let mut w = StreamWriter::try_new(&mut bytes, &batch.schema())
+                .map_err(|e| self.arrow_err(e))?;
+            w.write(batch).map_err(|e| self.arrow_err(e))?;
+            w.finish().map_err(|e| self.arrow_err(e))?;
+        }
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| self.err(std::io::Error::other("spill lock poisoned")))?;
+        if s.file.is_none() {
+            let f = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.path)
+                .map_err(|e| self.err(e))?;
+            s.file = Some(f);
+        }
+        let offset = s.end;
+        let Some(f) = s.file.as_ref() else {
+            unreachable!("opened above")
+        };
+        f.write_all_at(&bytes, offset).map_err(|e| self.err(e))?;
+        s.end += bytes.len() as u64;
+        Ok(Segment {
+            offset,
+            len: bytes.len(),
+        })
+    }
+
+    /// Reads a spilled batch back.
+    pub fn read(&self, seg: Segment) -> std::result::Result<RecordBatch, SpillError> {
+        let f = match self.reader.get() {
+            Some(f) => f,
+            None => {
+                let f = File::open(&self.path).map_err(|e| self.err(e))?;
+                self.reader.get_or_init(|| f)
+            }
+        };
+        let mut buf = vec![0u8; seg.len];
+        f.read_exact_at(&mut buf, seg.offset)
+            .map_err(|e| self.err(e))?;
+        let mut r = StreamReader::try_new(std::io::Cursor::new(buf), None)
+            .map_err(|e| self.arrow_err(e))?;
+        match r.next() {
+            Some(b) => b.map_err(|e| self.arrow_err(e)),
+            None => Err(self.err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("no batch at offset {}", seg.offset),
+            ))),
+        }
+    }
+
+    /// Bytes spilled so far.
+    pub fn bytes(&self) -> u64 {
+        self.state.lock().map_or(0, |s| s.end)
+    }
+}
+
+impl Drop for RowSpill {
+    fn drop(&mut self) {
+        if let Ok(s) = self.state.get_mut()
+            && s.file.take().is_some()
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The spill file and the count of page bytes resident in memory, shared by every page store of
+/// one encoder.
+#[derive(Debug)]
+struct ArenaState {
+    path: PathBuf,
+    file: Option<File>,
+    end: u64,
+    resident: usize,
+    spilled_total: u64,
+}
+
+/// A page arena: the [`PageStoreFactory`] given to the Parquet writers of one encoder.
+#[derive(Debug, Clone)]
+pub struct SpillArena {
+    state: Arc<Mutex<ArenaState>>,
+    cap: usize,
+}
+
+impl SpillArena {
+    /// An arena keeping up to `resident_cap` bytes of pages in memory and spilling the rest to
+    /// `path` (created on first use, removed when the last handle is dropped).
+    pub fn new(path: impl Into<PathBuf>, resident_cap: usize) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(ArenaState {
+                path: path.into(),
+                file: None,
+                end: 0,
+                resident: 0,
+                spilled_total: 0,
+            })),
+            cap: resident_cap,
+        }
+    }
+
+    /// Page bytes currently held in memory.
+    pub fn resident_bytes(&self) -> usize {
+        self.state.lock().map_or(0, |s| s.resident)
+    }
+
+    /// Page bytes written to the spill file so far.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.state.lock().map_or(0, |s| s.spilled_total)
+    }
+
+    /// Where the spill file is (or would be).
+    pub fn path(&self) -> PathBuf {
+        self.state
+            .lock()
+            .map_or_else(|_| PathBuf::new(), |s| s.path.clone())
+    }
+}
+
+impl Drop for ArenaState {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn poisoned() -> ParquetError {
+    ParquetError::General("page arena lock poisoned by a panicking writer".into())
+}
+
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> ParquetError {
+    ParquetError::External(Box::new(std::io::Error::new(
+        e.kind(),
+        format!("{what} spill file {}: {e}", path.display()),
+    )))
+}
+
+enum Slot {
+    Memory(Bytes),
+    Disk { offset: u64, len: usize },
+    Taken,
+}
+
+/// The pages of one column chunk.
+struct ArenaStore {
+    arena: SpillArena,
+    slots: Vec<Slot>,
+    resident: usize,
+}
+
+impl PageStore for ArenaStore {
+    fn put(&mut self, value: Bytes) -> Result<PageKey> {
+        let key = PageKey::new(self.slots.len() as u64);
+        let mut s = self.arena.state.lock().map_err(|_| poisoned())?;
+        if s.resident + value.len() <= self.arena.cap {
+            s.resident += value.len();
+            self.resident += value.len();
+            self.slots.push(Slot::Memory(value));
+            return Ok(key);
+        }
+        if s.file.is_none() {
+            let f = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&s.path)
+                .map_err(|e| io_error(&s.path, "cannot create", e))?;
+            s.file = Some(f);
+        }
+        let offset = s.end;
+        let Some(f) = s.file.as_ref() else {
+            unreachable!("opened above")
+        };
+        if let Err(e) = f.write_all_at(&value, offset) {
+            return Err(io_error(&s.path, "cannot write to", e));
+        }
+        s.end += value.len() as u64;
+        s.spilled_total += value.len() as u64;
+        self.slots.push(Slot::Disk {
+            offset,
+            len: value.len(),
+        });
+        Ok(key)
+    }
+
+    fn take(&mut self, key: PageKey) -> Result<Bytes> {
+        let slot = self
+            .slots
+            .get_mut(key.get() as usize)
+            .map(|s| std::mem::replace(s, Slot::Taken))
+            .ok_or_else(|| ParquetError::General(format!("invalid page key {}", key.get())))?;
+        match slot {
+            Slot::Memory(b) => {
+                self.resident -= b.len();
+                let mut s = self.arena.state.lock().map_err(|_| poisoned())?;
+                s.resident -= b.len();
+                Ok(b)
+            }
+            Slot::Disk { offset, len } => {
+                let s = self.arena.state.lock().map_err(|_| poisoned())?;
+                let Some(f) = s.file.as_ref() else {
+                    return Err(ParquetError::General(format!(
+                        "page {} is in a spill file that was never created",
+                        key.get()
+                    )));
+                };
+                let mut buf = vec![0u8; len];
+                f.read_exact_at(&mut buf, offset)
+                    .map_err(|e| io_error(&s.path, "cannot read back", e))?;
+                Ok(Bytes::from(buf))
+            }
+            Slot::Taken => Err(ParquetError::General(format!(
+                "page {} taken twice",
+                key.get()
+            ))),
+        }
+    }
+
+    fn memory_size(&self) -> usize {
+        self.resident
+    }
+}
+
+impl Drop for ArenaStore {
+    fn drop(&mut self) {
+        // A writer dropped half-way (an error elsewhere) gives its resident pages back.
+        if self.resident > 0
+            && let Ok(mut s) = self.arena.state.lock()
+        {
+            s.resident -= self.resident;
+        }
+    }
+}
+
+impl PageStoreFactory for SpillArena {
+    fn create(&self, _args: &PageStoreArgs<'_>) -> Result<Box<dyn PageStore>> {
+        Ok(Box::new(ArenaStore {
+            arena: self.clone(),
+            slots: Vec::new(),
+            resident: 0,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(arena: &SpillArena) -> ArenaStore {
+        ArenaStore {
+            arena: arena.clone(),
+            slots: Vec::new(),
+            resident: 0,
+        }
+    }
+
+    #[test]
+    fn pages_over_the_cap_go_to_disk_and_come_back_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let arena = SpillArena::new(dir.path().join("pages.spill"), 10);
+        let mut a = store(&arena);
+        let mut b = store(&arena);
+        let k1 = a.put(Bytes::from_static(b"12345678")).unwrap(); // 8 resident
+        let k2 = b.put(Bytes::from_static(b"abcdef")).unwrap(); // 8 + 6 > 10: disk
+        let k3 = a.put(Bytes::from_static(b"xy")).unwrap(); // 10 resident
+        assert_eq!(arena.resident_bytes(), 10);
+        assert_eq!(arena.spilled_bytes(), 6);
+        assert_eq!((a.memory_size(), b.memory_size()), (10, 0));
+        assert_eq!(&b.take(k2).unwrap()[..], b"abcdef");
+        assert_eq!(&a.take(k3).unwrap()[..], b"xy");
+        assert_eq!(&a.take(k1).unwrap()[..], b"12345678");
+        assert_eq!(arena.resident_bytes(), 0);
+        assert!(a.take(k1).is_err(), "a page cannot be taken twice");
+        let spill = arena.path();
+        assert!(spill.exists());
+        drop((a, b, arena));
+        assert!(!spill.exists(), "the spill file goes with the arena");
+    }
+
+    #[test]
+    fn spilled_rows_come_back_in_any_order() {
+        use arrow_array::{Int32Array, StringArray};
+        let dir = tempfile::tempdir().unwrap();
+        let spill = RowSpill::new(dir.path().join("rows.spill"));
+        let batch = |n: i32| {
+            RecordBatch::try_from_iter([
+                (
+                    "a",
+                    std::sync::Arc::new(Int32Array::from(vec![n, n + 1])) as _,
+                ),
+                (
+                    "b",
+                    std::sync::Arc::new(StringArray::from(vec![Some("x"), None])) as _,
+                ),
+            ])
+            .unwrap()
+        };
+        let s1 = spill.append(&batch(1)).unwrap();
+        let s2 = spill.append(&batch(10)).unwrap();
+        assert_eq!(spill.read(s2).unwrap(), batch(10));
+        assert_eq!(spill.read(s1).unwrap(), batch(1));
+        let path = dir.path().join("rows.spill");
+        assert!(path.exists());
+        drop(spill);
+        assert!(!path.exists(), "the spill file goes with the spill");
+    }
+
+    #[test]
+    fn a_dropped_store_returns_its_resident_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let arena = SpillArena::new(dir.path().join("p"), 100);
+        let mut a = store(&arena);
+        a.put(Bytes::from_static(b"hello")).unwrap();
+        assert_eq!(arena.resident_bytes(), 5);
+        drop(a);
+        assert_eq!(arena.resident_bytes(), 0);
+        assert!(!arena.path().exists(), "nothing spilled, no file");
+    }
+}
