@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use csv::ByteRecord;
 use lakemesh_shared::names;
 use parquet::file::metadata::KeyValue;
 use rustc_hash::FxHashMap;
@@ -29,11 +28,12 @@ use serde::Serialize;
 
 use crate::columns::{BatchBuilder, Column, body_schema};
 use crate::contract::{ColumnType, Contract, OnError, Pii, Source, Transform};
-use crate::datefmt::{self, DateFormat};
+use crate::datefmt::{self, DateCache, DateFormat};
 use crate::decode::{self, DecodeError};
 use crate::parse::{self, Numeric};
 use crate::pii::{self, PseudonymKey};
 use crate::spill::{RowSpill, SpillArena};
+use crate::tokenize::{Record, TokenizeError, Tokenizer};
 use crate::writer::{
     EncodeError, Encoder, PartState, TableWriterSettings, WrittenFile, is_big, plain_columns,
     writer_properties,
@@ -533,6 +533,11 @@ impl Router<'_> {
         let settings = backend.settings.clone();
         let arena = backend.arena.clone();
         let (states, spill) = backend.into_parts()?;
+        log::debug!(
+            "{} bytes of rows set aside, {} bytes of pages spilled",
+            spill.bytes(),
+            arena.spilled_bytes()
+        );
         let mut slots: Vec<Option<PartState>> = (0..self.parts.len()).map(|_| None).collect();
         for (id, s) in states {
             slots[id] = Some(s);
@@ -619,7 +624,7 @@ impl Errors {
 }
 
 /// The record's fields joined by the delimiter, shortened like a value.
-fn show_record(r: &ByteRecord, delimiter: u8) -> String {
+fn show_record(r: &Record, delimiter: u8) -> String {
     let mut joined = Vec::with_capacity(r.as_slice().len() + r.len());
     for (i, f) in r.iter().enumerate() {
         if i > 0 {
@@ -703,14 +708,7 @@ fn run(
     started: Instant,
 ) -> Result<ConvertReport, ConvertError> {
     let csv_cfg = &contract.csv;
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(decoded.delimiter)
-        .quote(csv_cfg.quote)
-        .double_quote(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(&mut decoded.reader);
+    let mut rdr = Tokenizer::new(&mut decoded.reader, decoded.delimiter, csv_cfg.quote);
     let line_offset = decoded.lines_skipped;
     let mut errors = Errors {
         list: Vec::new(),
@@ -731,10 +729,10 @@ fn run(
         };
 
     // Header (or the first record of a headerless file).
-    let mut record = ByteRecord::new();
-    let mut first = ByteRecord::new();
+    let mut record = Record::new();
+    let mut first = Record::new();
     let has_first = loop {
-        match rdr.read_byte_record(&mut first) {
+        match rdr.read_record(&mut first) {
             Ok(false) => break false,
             Ok(true) if is_blank(&first) => continue,
             Ok(true) => break true,
@@ -759,7 +757,7 @@ fn run(
         });
         return Err(reject(errors, "empty".into(), 0, 0));
     }
-    let first_line = first.position().map_or(1, |p| p.line()) + line_offset;
+    let first_line = first.line() + line_offset;
     let width = first.len();
     let headers: Vec<String> = if csv_cfg.header {
         let mut hs = Vec::with_capacity(width);
@@ -874,14 +872,33 @@ fn run(
     let mut key_buf: Vec<u8> = Vec::with_capacity(32);
     let mut last_key: Vec<u8> = Vec::with_capacity(32);
     let mut last_part = usize::MAX;
+    // When every key derives from one date or timestamp column (year/month/day of it), the
+    // partition of a row depends on that value alone: a small direct-mapped cache from the
+    // value to the partition skips the calendar arithmetic and the key lookup for most rows.
+    let mut raw_cache: Option<Vec<(i64, u32)>> = (part_src.len() == 1
+        && contract
+            .partition_by
+            .iter()
+            .all(|s| s.transform != Transform::Identity))
+    .then(|| vec![(0, u32::MAX); RAW_CACHE_SLOTS]);
     let mut pvals: Vec<Val> = vec![Val::Null; part_src.len()];
     let mut scratch = Vec::new();
+    let mut date_caches: Vec<DateCache> = plans
+        .iter()
+        .map(|p| {
+            if p.ty == ColumnType::Date {
+                DateCache::default()
+            } else {
+                DateCache::none()
+            }
+        })
+        .collect();
     let mut text_buf = String::with_capacity(128);
     let mut rows_read: u64 = 0;
     let mut rows_written: u64 = 0;
     let mut rows_rejected: u64 = 0;
     let mut doomed = false; // reject_file after the first error: keep counting, stop writing
-    let mut footer: VecDeque<ByteRecord> = VecDeque::new();
+    let mut footer: VecDeque<Record> = VecDeque::new();
     let footer_n = csv_cfg.skip_footer_rows as usize;
     let mut pending_first = if csv_cfg.header {
         None
@@ -896,7 +913,7 @@ fn run(
             record = f;
             true
         } else {
-            match rdr.read_byte_record(&mut record) {
+            match rdr.read_record(&mut record) {
                 Ok(g) => g,
                 Err(e) => {
                     errors.push(csv_error(&e, line_offset));
@@ -936,7 +953,7 @@ fn run(
                 last_progress = b;
             }
         }
-        let line = record.position().map_or(0, |p| p.line()) + line_offset;
+        let line = record.line() + line_offset;
 
         // Shape.
         let before = errors.total;
@@ -974,7 +991,14 @@ fn run(
             for (slot, &pi) in part_src.iter().enumerate() {
                 let p = &plans[pi];
                 let raw = &record[p.src];
-                pvals[slot] = match parse_value(p, raw, numeric, check_fields, &mut scratch) {
+                pvals[slot] = match parse_value(
+                    p,
+                    raw,
+                    numeric,
+                    check_fields,
+                    &mut scratch,
+                    &mut date_caches[pi],
+                ) {
                     Ok(v) => v,
                     Err(reason) => {
                         field_error(p, raw, reason);
@@ -995,6 +1019,14 @@ fn run(
                     });
                 }
                 Some(0)
+            } else if let Some(i) = raw_cache.as_ref().and_then(|c| match pvals[0] {
+                Val::Int(x) => {
+                    let (raw, i) = c[raw_slot(x)];
+                    (raw == x && i != u32::MAX).then_some(i as usize)
+                }
+                _ => None,
+            }) {
+                Some(i)
             } else {
                 key_buf.clear();
                 for (k, spec) in contract.partition_by.iter().enumerate() {
@@ -1051,6 +1083,9 @@ fn run(
                     };
                     last_key.clone_from(&key_buf);
                     last_part = i;
+                    if let (Some(c), Val::Int(x)) = (raw_cache.as_mut(), pvals[0]) {
+                        c[raw_slot(x)] = (x, i as u32);
+                    }
                     Some(i)
                 }
             };
@@ -1058,11 +1093,18 @@ fn run(
             // be written anyway).
             let mut target = pi.map(|i| &mut router.parts[i].buf);
             let mut text = 0usize;
-            for p in &plans {
+            for (pi, p) in plans.iter().enumerate() {
                 let raw = &record[p.src];
                 let v = match p.part_slot {
                     Some(slot) => pvals[slot],
-                    None => match parse_value(p, raw, numeric, check_fields, &mut scratch) {
+                    None => match parse_value(
+                        p,
+                        raw,
+                        numeric,
+                        check_fields,
+                        &mut scratch,
+                        &mut date_caches[pi],
+                    ) {
                         Ok(v) => v,
                         Err(reason) => {
                             field_error(p, raw, reason);
@@ -1288,15 +1330,18 @@ fn remove_previous(product_dir: &Path, batch_id: &str) -> io::Result<()> {
     Ok(())
 }
 
-fn is_blank(r: &ByteRecord) -> bool {
+fn is_blank(r: &Record) -> bool {
     r.is_empty() || (r.len() == 1 && parse::trim(&r[0]).iter().all(|&c| c == b'\r'))
 }
 
-fn csv_error(e: &csv::Error, line_offset: u64) -> RowError {
-    let line = e.position().map_or(0, |p| p.line()) + line_offset;
-    let reason = match e.kind() {
-        csv::ErrorKind::Io(io) => io.to_string(),
-        _ => e.to_string(),
+fn csv_error(e: &TokenizeError, line_offset: u64) -> RowError {
+    let line = e.line() + line_offset;
+    let reason = match e {
+        TokenizeError::Io { source, .. } => source.to_string(),
+        TokenizeError::TooLong { .. } => format!(
+            "a record longer than {} bytes (an unclosed quote runs through the rest of the file?)",
+            crate::tokenize::MAX_RECORD_BYTES
+        ),
     };
     RowError {
         line,
@@ -1453,6 +1498,7 @@ fn parse_value(
     n: Numeric,
     check_utf8: bool,
     scratch: &mut Vec<u8>,
+    dates: &mut DateCache,
 ) -> Result<Val, String> {
     let t = parse::trim(raw);
     let is_null = if p.only_empty_null {
@@ -1484,7 +1530,7 @@ fn parse_value(
         ColumnType::Boolean => {
             Val::Bool(parse::parse_bool(t, &p.true_values, &p.false_values).map_err(r)?)
         }
-        ColumnType::Date => match p.formats.iter().find_map(|f| f.parse_date(t)) {
+        ColumnType::Date => match dates.parse(&p.formats, t) {
             Some(d) => Val::Int(d as i64),
             None => return Err(format!("not a date in {}", show_formats(&p.formats))),
         },
@@ -1493,6 +1539,13 @@ fn parse_value(
             None => return Err(format!("not a timestamp in {}", show_formats(&p.formats))),
         },
     })
+}
+
+/// Entries of the partition cache keyed by a date's days or a timestamp's milliseconds.
+const RAW_CACHE_SLOTS: usize = 4096;
+
+fn raw_slot(x: i64) -> usize {
+    ((x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize & (RAW_CACHE_SLOTS - 1)
 }
 
 /// What appending a value needs besides the value.
@@ -1521,7 +1574,7 @@ fn append_value(
     p: &FieldPlan,
     v: Val,
     raw: &[u8],
-    record: &ByteRecord,
+    record: &Record,
     ctx: &RowContext<'_>,
     text_buf: &mut String,
 ) -> usize {
@@ -1591,13 +1644,7 @@ fn append_value(
 
 /// Appends the binary partition key of one value to `buf` (what tells partitions apart; the
 /// folder name is made once per partition by [`push_partition_value`]).
-fn push_partition_key(
-    buf: &mut Vec<u8>,
-    t: Transform,
-    ty: ColumnType,
-    v: Val,
-    record: &ByteRecord,
-) {
+fn push_partition_key(buf: &mut Vec<u8>, t: Transform, ty: ColumnType, v: Val, record: &Record) {
     let days = |x: i64| {
         if ty == ColumnType::Timestamp {
             x.div_euclid(86_400_000) as i32
@@ -1647,13 +1694,7 @@ fn push_two(buf: &mut String, v: u32) {
     buf.push((b'0' + (v % 10) as u8) as char);
 }
 
-fn push_partition_value(
-    buf: &mut String,
-    t: Transform,
-    ty: ColumnType,
-    v: Val,
-    record: &ByteRecord,
-) {
+fn push_partition_value(buf: &mut String, t: Transform, ty: ColumnType, v: Val, record: &Record) {
     let days = |x: i64| {
         if ty == ColumnType::Timestamp {
             x.div_euclid(86_400_000) as i32
@@ -1688,7 +1729,7 @@ fn write_reject(
     staging: &Path,
     headers: &[String],
     has_header: bool,
-    record: &ByteRecord,
+    record: &Record,
     line: u64,
     reason: &str,
 ) -> Result<(), ConvertError> {

@@ -285,6 +285,51 @@ impl DateFormat {
     }
 }
 
+/// Remembers the days of recently parsed date texts (exports repeat the same dates on many
+/// rows): a direct-mapped table keyed by the text itself, so a hit skips the parse and the
+/// calendar arithmetic. Texts longer than 15 bytes are not cached.
+pub struct DateCache {
+    slots: Vec<(u128, Option<i32>)>,
+}
+
+const DATE_CACHE_SLOTS: usize = 4096;
+
+impl Default for DateCache {
+    fn default() -> Self {
+        Self {
+            slots: vec![(0, None); DATE_CACHE_SLOTS],
+        }
+    }
+}
+
+impl DateCache {
+    /// A cache that caches nothing (for columns that are not dates).
+    pub fn none() -> Self {
+        Self { slots: Vec::new() }
+    }
+
+    /// The days of `s` in the first of `formats` that reads it.
+    #[inline]
+    pub fn parse(&mut self, formats: &[DateFormat], s: &[u8]) -> Option<i32> {
+        let parse = || formats.iter().find_map(|f| f.parse_date(s));
+        if s.is_empty() || s.len() > 15 || self.slots.is_empty() {
+            return parse();
+        }
+        let mut key = [0u8; 16];
+        key[..s.len()].copy_from_slice(s);
+        key[15] = s.len() as u8;
+        let key = u128::from_le_bytes(key);
+        let h = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = &mut self.slots[(h >> 52) as usize & (DATE_CACHE_SLOTS - 1)];
+        if slot.0 == key {
+            return slot.1;
+        }
+        let days = parse();
+        *slot = (key, days);
+        days
+    }
+}
+
 const MONTHS: [&[u8]; 12] = [
     b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec",
 ];
@@ -407,6 +452,30 @@ mod tests {
             .unwrap()
             .parse_timestamp_millis(s.as_bytes())
             .map(format_timestamp_millis)
+    }
+
+    #[test]
+    fn cached_dates_are_the_parsed_ones() {
+        let formats = [
+            DateFormat::compile("%d/%m/%Y", false).unwrap(),
+            DateFormat::compile("%Y-%m-%d", false).unwrap(),
+        ];
+        let mut cache = DateCache::default();
+        for _ in 0..2 {
+            for v in [
+                "03/04/2024",
+                "2024-04-03",
+                "31/02/2024",
+                "",
+                "3/4/2024",
+                "2024-04-03T00:00:00",
+            ] {
+                let direct = formats.iter().find_map(|f| f.parse_date(v.as_bytes()));
+                assert_eq!(cache.parse(&formats, v.as_bytes()), direct, "{v:?}");
+            }
+        }
+        // the empty key slot never matches a real text
+        assert_eq!(cache.parse(&formats, b"\0"), None);
     }
 
     #[test]

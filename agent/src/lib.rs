@@ -13,4 +13,5 @@ pub mod infer;
 pub mod parse;
 pub mod pii;
 pub mod spill;
+pub mod tokenize;
 pub mod writer;

@@ -122,7 +122,8 @@ pub fn parse_decimal(
         _ => (false, s),
     };
     let scale = scale as usize;
-    let mut v: i128 = 0;
+    // Up to 18 digits fit a u64, much cheaper to accumulate than an i128.
+    let mut v = Acc::new(precision);
     let mut int_digits = 0usize;
     let mut frac_digits = 0usize;
     let mut seen_sep = false;
@@ -152,24 +153,62 @@ pub fn parse_decimal(
             }
             frac_digits += 1;
         } else {
-            if v == 0 && d == 0 {
+            if v.is_zero() && d == 0 {
                 // leading zero: does not count towards precision
                 continue;
             }
             int_digits += 1;
         }
-        v = v * 10 + d;
         if int_digits + scale > precision as usize || int_digits > 38 {
             return Err("too many digits for the column's precision");
         }
+        v.push_digit(c - b'0');
     }
     if !any {
         return Err("not a decimal");
     }
+    let mut v = v.value();
     for _ in frac_digits..scale {
         v *= 10;
     }
     Ok(if neg { -v } else { v })
+}
+
+/// A decimal's digits so far: a u64 while the declared precision allows at most 18 digits
+/// (the digit count is checked before each digit), else an i128.
+enum Acc {
+    Small(u64),
+    Big(i128),
+}
+
+impl Acc {
+    fn new(precision: u8) -> Self {
+        if precision <= 18 {
+            Self::Small(0)
+        } else {
+            Self::Big(0)
+        }
+    }
+
+    #[inline]
+    fn is_zero(&self) -> bool {
+        matches!(self, Self::Small(0) | Self::Big(0))
+    }
+
+    #[inline]
+    fn push_digit(&mut self, d: u8) {
+        match self {
+            Self::Small(v) => *v = *v * 10 + d as u64,
+            Self::Big(v) => *v = *v * 10 + d as i128,
+        }
+    }
+
+    fn value(self) -> i128 {
+        match self {
+            Self::Small(v) => v as i128,
+            Self::Big(v) => v,
+        }
+    }
 }
 
 /// Parses a double; `nan`/`inf` are refused (Athena-hostile, usually an export bug).
@@ -305,6 +344,20 @@ mod tests {
         assert!(dec("-", DOT, 12, 2).is_err());
         assert!(dec("1e5", DOT, 12, 2).unwrap_err().contains("double"));
         assert!(dec("1.2.3", DOT, 12, 2).is_err());
+    }
+
+    #[test]
+    fn decimal_precision_limits_on_both_accumulators() {
+        let nines = |n: usize| "9".repeat(n);
+        assert_eq!(dec(&nines(18), DOT, 18, 0).unwrap(), nines(18));
+        assert!(dec(&nines(19), DOT, 18, 0).is_err());
+        assert_eq!(
+            dec(&format!("-{}.{}", nines(16), "99"), DOT, 18, 2).unwrap(),
+            format!("-{}.99", nines(16))
+        );
+        assert_eq!(dec(&nines(38), DOT, 38, 0).unwrap(), nines(38));
+        assert!(dec(&nines(39), DOT, 38, 0).is_err());
+        assert_eq!(dec("0000123.4", DOT, 4, 1).unwrap(), "123.4");
     }
 
     #[test]
