@@ -1,6 +1,8 @@
 //! Contracts and rules that `lakemesh-agent` and `lakemesh-syncd` must agree on, so that what the
 //! agent writes is exactly what the daemon catalogs.
 //!
+//! - [`announcement`]: the announcement v1 message (types, versioning, validation, message
+//!   attributes, the 200 KiB claim-check rule), matching `schema/announcement-v1.schema.json`.
 //! - [`names`]: Athena/Glue-safe identifiers (normalising source headers, validating names given in
 //!   configuration, reserved keywords), Hive partition value escaping, producer ids, bucket names
 //!   and key prefixes.
@@ -11,6 +13,7 @@
 //! This crate makes no AWS calls of its own and holds no product-specific logic: contracts,
 //! conversion, upload and cataloging belong to the agent and daemon crates.
 
+pub mod announcement;
 pub mod aws;
 pub mod logging;
 pub mod names;
