@@ -9,11 +9,15 @@
 //! - [`aws`]: the `[aws]` configuration section and AWS SDK configuration (region, endpoint
 //!   override, path-style S3, retry and timeouts); with feature `s3`, the S3 client.
 //! - [`logging`]: the `log` backend of both binaries.
+//! - [`testbed`] (feature `testbed`, for integration tests): the local AWS emulator.
 //!
-//! This crate makes no AWS calls of its own and holds no product-specific logic: contracts,
-//! conversion, upload and cataloging belong to the agent and daemon crates.
+//! This crate makes no AWS calls of its own (apart from the test bed) and holds no
+//! product-specific logic: contracts, conversion, upload and cataloging belong to the agent and
+//! daemon crates.
 
 pub mod announcement;
 pub mod aws;
 pub mod logging;
 pub mod names;
+#[cfg(feature = "testbed")]
+pub mod testbed;
