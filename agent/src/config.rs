@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use lakemesh_shared::names;
+
 use crate::contract::{Contract, ContractError, RawContract};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,18 +40,9 @@ pub enum ConfigError {
     },
 }
 
-/// `[aws]`: shared with the daemon's config.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSettings {
-    /// AWS region, e.g. "eu-west-3".
-    pub region: Option<String>,
-    /// Endpoint override (emulator or VPC endpoint); `AWS_ENDPOINT_URL` is honoured too.
-    pub endpoint_url: Option<String>,
-    /// Path-style S3 addressing (what emulators need).
-    #[serde(default)]
-    pub force_path_style: bool,
-}
+/// `[aws]`: the same section as in the daemon's config; keys, defaults and validation live in
+/// `lakemesh_shared::aws`.
+pub use lakemesh_shared::aws::AwsSettings;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,47 +104,17 @@ impl AgentConfig {
             key: key.into(),
             reason,
         };
-        let id_ok = !raw.producer_id.is_empty()
-            && raw.producer_id.len() <= 64
-            && raw
-                .producer_id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !id_ok {
-            return Err(bad(
-                "producer_id",
-                format!("{:?}: use 1-64 characters a-z 0-9 - _", raw.producer_id),
-            ));
-        }
-        if raw.bucket.len() < 3
-            || raw.bucket.len() > 63
-            || !raw
-                .bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        {
-            return Err(bad(
-                "bucket",
-                format!("{:?} is not a valid S3 bucket name", raw.bucket),
-            ));
-        }
+        names::check_producer_id(&raw.producer_id).map_err(|e| bad("producer_id", e))?;
+        names::check_bucket_name(&raw.bucket).map_err(|e| bad("bucket", e))?;
         let prefix = raw.prefix.trim_matches('/').to_string();
-        if prefix
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-            && !prefix.is_empty()
-        {
-            return Err(bad(
-                "prefix",
-                format!("{:?}: empty, . or .. path segment", raw.prefix),
-            ));
-        }
+        names::check_key_prefix(&prefix).map_err(|e| bad("prefix", e))?;
         if !(raw.queue_url.starts_with("https://") || raw.queue_url.starts_with("http://")) {
             return Err(bad(
                 "queue_url",
                 format!("{:?} is not an SQS queue URL", raw.queue_url),
             ));
         }
+        raw.aws.validate().map_err(|e| bad(e.key, e.reason))?;
         let mut products = Vec::with_capacity(raw.product.len());
         for (i, p) in raw.product.into_iter().enumerate() {
             let c = Contract::try_from(p).map_err(|source| ConfigError::Product {
@@ -265,5 +228,41 @@ columns = [
         );
         let e = load(&format!("{CFG}\nfoo = 1\n")).unwrap_err().to_string();
         assert!(e.contains("foo"), "{e}");
+        let e = load(&CFG.replace("chu-lyon\"", "CHU Lyon\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`producer_id`") && e.contains("a-z 0-9 - _"),
+            "{e}"
+        );
+        let e = load(&CFG.replace("state_dir", "prefix = \"a//b\"\nstate_dir"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`prefix`"), "{e}");
+    }
+
+    #[test]
+    fn aws_section_is_validated_by_the_shared_rules() {
+        let e = load(&CFG.replace("http://127.0.0.1:5055", "127.0.0.1:5055"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `aws.endpoint_url`") && e.contains("must start with http"),
+            "{e}"
+        );
+        let e = load(&CFG.replace("force_path_style = true", "max_attempts = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `aws.max_attempts`"), "{e}");
+        let e = load(&CFG.replace("force_path_style", "force_path_styl"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("force_path_styl"), "{e}");
+        let c = load(CFG).unwrap();
+        assert_eq!(
+            c.aws.max_attempts,
+            lakemesh_shared::aws::DEFAULT_MAX_ATTEMPTS
+        );
+        assert_eq!(c.aws.region.as_deref(), Some("eu-west-3"));
     }
 }

@@ -6,7 +6,10 @@
 //! - the normalisation of source headers into such identifiers (lowercase, accents transliterated,
 //!   other characters to `_`, no leading digit) and the detection of headers that collide after it;
 //! - Athena's reserved DDL keywords;
-//! - Hive's escaping of partition values in paths (`year=2024`, `dep=2A`, `label=a%2Fb`).
+//! - Hive's escaping of partition values in paths (`year=2024`, `dep=2A`, `label=a%2Fb`);
+//! - the rules for producer ids ([`check_producer_id`]), S3 bucket names ([`check_bucket_name`])
+//!   and key prefixes ([`check_key_prefix`]), which configuration files and announcements both
+//!   carry, and for escaped partition values in keys ([`check_escaped_partition_value`]).
 //!
 //! Does not own: which partition values a row gets (the agent's `partition` step), how keys are laid
 //! out under a bucket, or quoting identifiers inside SQL statements (whoever writes the statement).
@@ -195,6 +198,64 @@ pub fn check_identifier(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Longest producer id, in bytes.
+pub const MAX_PRODUCER_ID_BYTES: usize = 64;
+
+/// Validate a producer id (`chu-lyon`): 1 to [`MAX_PRODUCER_ID_BYTES`] characters among `a-z`,
+/// `0-9`, `-` and `_`. Returns the reason when it is not one, showing the value.
+pub fn check_producer_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_PRODUCER_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id:?}: use 1-{MAX_PRODUCER_ID_BYTES} characters a-z 0-9 - _"
+        ))
+    }
+}
+
+/// Validate an S3 bucket name by the general-purpose bucket rules: 3 to 63 characters among
+/// `a-z`, `0-9`, `.` and `-`, starting and ending with a letter or digit, no `..`, not shaped like
+/// an IP address, none of the reserved prefixes (`xn--`, `sthree-`, `amzn-s3-demo-`) or suffixes
+/// (`-s3alias`, `--ol-s3`, `.mrap`, `--x-s3`, `--table-s3`). Returns the reason when it is not one.
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    let fail = |why: &str| Err(format!("{name:?} is not a valid S3 bucket name: {why}"));
+    if !(3..=63).contains(&name.len()) {
+        return fail("use 3 to 63 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return fail("only a-z, 0-9, . and - are allowed");
+    }
+    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !alnum(name.bytes().next()) || !alnum(name.bytes().last()) {
+        return fail("it must start and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return fail("no two adjacent periods");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return fail("it must not be formatted as an IP address");
+    }
+    for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if name.starts_with(prefix) {
+            return fail(&format!("the prefix {prefix:?} is reserved"));
+        }
+    }
+    for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
+        if name.ends_with(suffix) {
+            return fail(&format!("the suffix {suffix:?} is reserved"));
+        }
+    }
+    Ok(())
+}
+
 /// True if `name` (in any case) is one of Athena's reserved DDL keywords, which a `CREATE TABLE`
 /// or `ALTER TABLE ... PARTITION` statement must quote in backticks (`date`, `user`, `partition`).
 ///
@@ -234,6 +295,66 @@ pub fn escape_partition_value(v: &str) -> String {
         }
     }
     out
+}
+
+/// Validate a partition value as it appears in a path segment, i.e. already escaped by
+/// [`escape_partition_value`]: not empty, every character one Hive leaves as is, or a `%XX`
+/// escape (uppercase hex). [`HIVE_DEFAULT_PARTITION`] is such a value. Returns the reason when
+/// it is not one.
+pub fn check_escaped_partition_value(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Err(
+            "empty partition value (a null or empty value is __HIVE_DEFAULT_PARTITION__)".into(),
+        );
+    }
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            let hex: String = chars.by_ref().take(2).collect();
+            if hex.len() != 2
+                || !hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+            {
+                return Err(format!(
+                    "{v:?}: '%' must start an escape of two uppercase hex digits"
+                ));
+            }
+        } else if hive_escapes(c) {
+            return Err(format!("{v:?}: {c:?} must be escaped as %{:02X}", c as u32));
+        }
+    }
+    Ok(())
+}
+
+/// Validate an S3 key prefix given in configuration (`products`, `exports/2026`): `/`-separated
+/// segments, each not empty, not `.` or `..`, of S3's "safe" characters only (`A-Z a-z 0-9` and
+/// `! - _ . * ' ( )`); at most 512 bytes. The empty prefix (keys at the bucket's root) is valid.
+/// Leading and trailing `/` are the caller's to trim. Returns the reason when it is not one.
+pub fn check_key_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    if prefix.len() > 512 {
+        return Err(format!(
+            "prefix is {} bytes; at most 512 are allowed",
+            prefix.len()
+        ));
+    }
+    for segment in prefix.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("{prefix:?}: empty, . or .. path segment"));
+        }
+        if let Some(c) = segment
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(c)))
+        {
+            return Err(format!(
+                "{prefix:?} contains {c:?}; use A-Z a-z 0-9 and ! - _ . * ' ( ) between slashes"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The characters Hive's `FileUtils.charToEscape` holds (on non-Windows hosts). Hive's static
@@ -876,6 +997,97 @@ mod tests {
     fn name_error_is_a_thread_safe_error() {
         fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
         assert_error::<NameError>();
+    }
+
+    // ---- check_producer_id, check_bucket_name ----------------------------------------------
+
+    #[test]
+    fn producer_ids() {
+        for ok in ["chu-lyon", "a", "cnam_2", &"x".repeat(64)] {
+            assert_eq!(check_producer_id(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "CHU", "chu lyon", "chu.lyon", "é", &"x".repeat(65)] {
+            let e = check_producer_id(bad).unwrap_err();
+            assert!(e.contains("a-z 0-9 - _"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn bucket_names() {
+        for ok in [
+            "chu-lyon-datamesh",
+            "abc",
+            "a.b-c",
+            "1bucket2",
+            &"b".repeat(63),
+        ] {
+            assert_eq!(check_bucket_name(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("ab", "3 to 63"),
+            (&"b".repeat(64), "3 to 63"),
+            ("Bad_Bucket", "only a-z"),
+            ("-abc", "start and end"),
+            ("abc.", "start and end"),
+            ("a..b", "adjacent periods"),
+            ("192.168.5.4", "IP address"),
+            ("xn--abc", "prefix"),
+            ("sthree-abc", "prefix"),
+            ("abc-s3alias", "suffix"),
+            ("abc--ol-s3", "suffix"),
+        ] {
+            let e = check_bucket_name(bad).unwrap_err();
+            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn key_prefixes() {
+        for ok in ["", "products", "a/b/c", "Exports_2026/v1.0", "x!-_.*'()"] {
+            assert_eq!(check_key_prefix(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "a//b",
+            "a/./b",
+            "..",
+            "a b",
+            "a/é",
+            "a\\b",
+            &"p".repeat(513),
+        ] {
+            assert!(check_key_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn escaped_partition_values() {
+        for v in [
+            "2024",
+            "a%2Fb",
+            "__HIVE_DEFAULT_PARTITION__",
+            "Île-de-France",
+            "50%25",
+            "a b",
+        ] {
+            assert_eq!(check_escaped_partition_value(v), Ok(()), "{v}");
+        }
+        for (v, why) in [
+            ("", "empty"),
+            ("a/b", "escaped as %2F"),
+            ("x=y", "escaped as %3D"),
+            ("50%", "two uppercase hex"),
+            ("%2f", "two uppercase hex"),
+            ("%G0", "two uppercase hex"),
+            ("a\nb", "escaped as %0A"),
+        ] {
+            let e = check_escaped_partition_value(v).unwrap_err();
+            assert!(e.contains(why), "{v:?}: {e}");
+        }
+        // Whatever escape_partition_value makes passes.
+        for raw in ["a/b=c%d", "\u{0}\u{7F}", "{[]}", "", "x"] {
+            let escaped = escape_partition_value(raw);
+            assert_eq!(check_escaped_partition_value(&escaped), Ok(()), "{raw:?}");
+        }
     }
 
     // ---- is_reserved_word -------------------------------------------------------------------
