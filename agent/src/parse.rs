@@ -423,8 +423,21 @@ mod tests {
     fn fast_paths_agree_with_the_general_rules() {
         let mut buf = Vec::new();
         let ints = [
-            "0", "7", "-7", "007", "123456789012345678", "1234567890123456789", "+5", "",
-            "-", "1.0", "1,0", "1 000", "12a", "--1", "-0",
+            "0",
+            "7",
+            "-7",
+            "007",
+            "123456789012345678",
+            "1234567890123456789",
+            "+5",
+            "",
+            "-",
+            "1.0",
+            "1,0",
+            "1 000",
+            "12a",
+            "--1",
+            "-0",
         ];
         for t in ints {
             if let Some(v) = fast_int(t.as_bytes()) {
@@ -438,8 +451,26 @@ mod tests {
         assert_eq!(fast_int(b"+5"), None);
         assert_eq!(fast_int(b"1234567890123456789"), None);
         let decs = [
-            "0", "1", "1.5", "1.50", "1.505", ".5", "5.", "-.5", "-0.00", "007.10", "9999999999.99",
-            "99999999999.99", "1,5", "1.2.3", "", ".", "-", "1e5", "+1", "12345678901234567.8",
+            "0",
+            "1",
+            "1.5",
+            "1.50",
+            "1.505",
+            ".5",
+            "5.",
+            "-.5",
+            "-0.00",
+            "007.10",
+            "9999999999.99",
+            "99999999999.99",
+            "1,5",
+            "1.2.3",
+            "",
+            ".",
+            "-",
+            "1e5",
+            "+1",
+            "12345678901234567.8",
         ];
         for (p, sc) in [(12u8, 2i8), (18, 0), (18, 4), (5, 2), (3, 0)] {
             for t in decs {
@@ -453,8 +484,16 @@ mod tests {
             }
         }
         assert_eq!(fast_decimal(b"1,5", b',', 12, 2), Some(150));
-        assert_eq!(fast_decimal(b"1.505", b'.', 12, 2), None, "more places: the general rule decides");
-        assert_eq!(fast_decimal(b"1", b'.', 20, 2), None, "precision above 18: general rule");
+        assert_eq!(
+            fast_decimal(b"1.505", b'.', 12, 2),
+            None,
+            "more places: the general rule decides"
+        );
+        assert_eq!(
+            fast_decimal(b"1", b'.', 20, 2),
+            None,
+            "precision above 18: general rule"
+        );
     }
 
     #[test]
