@@ -527,7 +527,7 @@ mod tests {
             ("n".into(), ColumnType::BigInt, "c".into()),
             ("day".into(), ColumnType::Date, "d".into()),
         ]);
-        let mut parts = vec![BatchBuilder::new(&types), BatchBuilder::new(&types)];
+        let mut parts = [BatchBuilder::new(&types), BatchBuilder::new(&types)];
         for i in 0..3000i64 {
             let b = &mut parts[(i % 2) as usize];
             b.cols[0].push_text(format!("P{i:08}").as_bytes());
