@@ -224,6 +224,65 @@ impl Column {
         self.nulls.truncate(len);
     }
 
+    /// Empties the column, keeping its allocation (a block buffer refilled row by row).
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Appends value `i` of `src` (a column of the same type).
+    #[inline]
+    fn push_from(&mut self, src: &Column, i: usize) {
+        if !src.nulls.is_valid(i) {
+            self.push_null();
+            return;
+        }
+        match (&mut self.values, &src.values) {
+            (Values::I32(d), Values::I32(s)) => d.push(s[i]),
+            (Values::I64(d), Values::I64(s)) => d.push(s[i]),
+            (Values::F64(d), Values::F64(s)) => d.push(s[i]),
+            (Values::I128(d), Values::I128(s)) => d.push(s[i]),
+            (Values::Bool(d), Values::Bool(s)) => d.push(s[i]),
+            (Values::Text { .. }, Values::Text { offsets, data }) => {
+                let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
+                self.push_text_within(data, a, b);
+                return;
+            }
+            _ => unreachable!("{:?} value into a {:?} column", src.ty, self.ty),
+        }
+        self.nulls.append_non_null();
+    }
+
+    /// Appends every value of `src` (a column of the same type).
+    pub fn extend_from(&mut self, src: &Column) {
+        match (&mut self.values, &src.values) {
+            (Values::I32(d), Values::I32(s)) => d.extend_from_slice(s),
+            (Values::I64(d), Values::I64(s)) => d.extend_from_slice(s),
+            (Values::F64(d), Values::F64(s)) => d.extend_from_slice(s),
+            (Values::I128(d), Values::I128(s)) => d.extend_from_slice(s),
+            (Values::Bool(d), Values::Bool(s)) => d.extend_from_slice(s),
+            (
+                Values::Text { offsets, data },
+                Values::Text {
+                    offsets: so,
+                    data: sd,
+                },
+            ) => {
+                let base = data.len() as i32;
+                data.extend_from_slice(sd);
+                offsets.extend(so[1..].iter().map(|&o| o + base));
+            }
+            _ => unreachable!("{:?} values into a {:?} column", src.ty, self.ty),
+        }
+        match src.nulls.as_slice() {
+            None => self.nulls.append_n_non_nulls(src.len()),
+            Some(_) => {
+                for i in 0..src.len() {
+                    self.nulls.append(src.nulls.is_valid(i));
+                }
+            }
+        }
+    }
+
     /// Whether value `i` is null.
     pub fn is_null(&self, i: usize) -> bool {
         !self.nulls.is_valid(i)
@@ -278,6 +337,22 @@ impl BatchBuilder {
         self.cols.iter().map(Column::allocated_bytes).sum()
     }
 
+    /// Empties every column, keeping the allocations.
+    pub fn clear(&mut self) {
+        for c in &mut self.cols {
+            c.clear();
+        }
+        self.rows = 0;
+    }
+
+    /// Appends every row of `src` (same column types).
+    pub fn extend_from(&mut self, src: &BatchBuilder) {
+        for (d, s) in self.cols.iter_mut().zip(&src.cols) {
+            d.extend_from(s);
+        }
+        self.rows += src.rows;
+    }
+
     /// Undoes a partly appended row: every column back to `self.rows` values.
     pub fn rollback(&mut self) {
         for c in &mut self.cols {
@@ -294,6 +369,20 @@ impl BatchBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), arrays)
+    }
+}
+
+/// Appends row `r` of `src` to `dst[to[r]]`, for every row, column by column: each column
+/// writes to as many places as there are partitions, which stay in cache, where a row-by-row
+/// copy would touch every column of every partition.
+pub fn scatter(src: &BatchBuilder, to: &[u32], dst: &mut [&mut BatchBuilder]) {
+    for (c, col) in src.cols.iter().enumerate() {
+        for (r, &t) in to.iter().enumerate().take(src.rows) {
+            dst[t as usize].cols[c].push_from(col, r);
+        }
+    }
+    for &t in to.iter().take(src.rows) {
+        dst[t as usize].rows += 1;
     }
 }
 
@@ -404,6 +493,60 @@ mod tests {
         let s = a.as_any().downcast_ref::<StringArray>().unwrap();
         let got: Vec<&str> = (0..s.len()).map(|i| s.value(i)).collect();
         assert_eq!(got, ["bb", "0123456789abcdefXYZ", "end-of-buffer", ""]);
+    }
+
+    #[test]
+    fn scatter_and_extend_keep_every_value_in_order() {
+        let types = [ColumnType::String, ColumnType::BigInt, ColumnType::Boolean];
+        let schema = body_schema(&[
+            ("s".into(), ColumnType::String, "s".into()),
+            ("n".into(), ColumnType::BigInt, "n".into()),
+            ("b".into(), ColumnType::Boolean, "b".into()),
+        ]);
+        let mut block = BatchBuilder::new(&types);
+        for i in 0..10i64 {
+            if i % 3 == 0 {
+                block.cols[0].push_null();
+            } else {
+                block.cols[0].push_text(format!("v{i}").as_bytes());
+            }
+            block.cols[1].push_i64(i);
+            block.cols[2].push_bool(i % 2 == 0);
+            block.rows += 1;
+        }
+        let to: Vec<u32> = (0..10).map(|i| (i % 2) as u32).collect();
+        let (mut even, mut odd) = (BatchBuilder::new(&types), BatchBuilder::new(&types));
+        scatter(&block, &to, &mut [&mut even, &mut odd]);
+        let mut all = BatchBuilder::new(&types);
+        all.extend_from(&block);
+        block.clear();
+        assert_eq!((block.rows, block.cols[0].len()), (0, 0));
+        let show = |b: &mut BatchBuilder| {
+            let batch = b.finish(&schema).unwrap();
+            let s = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let n = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            (0..batch.num_rows())
+                .map(|i| {
+                    let v = if s.is_null(i) { "-" } else { s.value(i) };
+                    format!("{v}:{}", n.value(i))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(show(&mut even), "-:0 v2:2 v4:4 -:6 v8:8");
+        assert_eq!(show(&mut odd), "v1:1 -:3 v5:5 v7:7 -:9");
+        assert_eq!(
+            show(&mut all),
+            "-:0 v1:1 v2:2 -:3 v4:4 v5:5 -:6 v7:7 v8:8 -:9"
+        );
     }
 
     #[test]

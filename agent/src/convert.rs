@@ -1,14 +1,16 @@
 //! The conversion pipeline: one CSV export → typed, pseudonymised, Hive-partitioned Parquet.
 //!
-//! Streams the decoded source through the CSV tokenizer, parses every value by the contract
-//! straight into the buffer of the row's partition, and hands buffers to the encoder when they
-//! are large or the memory budget is reached (largest first). The encoder ([`crate::writer`])
-//! keeps one row group open per partition with its finished pages in a bounded arena, so rows of
-//! a month spread over the whole file still make one row group, in bounded memory. With more than
-//! one thread, encoding runs on its own threads beside the parsing one. Files are written into a
-//! staging folder and moved into place only when the whole file succeeded. Owns the error policy
-//! (`reject_file`, `quarantine_rows`), the error report and the batch manifest. It does not
-//! upload or announce.
+//! Streams the decoded source through the tokenizer ([`crate::tokenize`]) and parses every value
+//! by the contract into blocks of rows (the common shapes through fast paths, everything else and
+//! every error by the general rules). A block's rows then move to their partitions' buffers, on
+//! the parsing thread or, with two threads or more, on a routing thread beside it. A buffer that
+//! makes a row group (a month of a sorted export) is encoded at once; small ones (a month spread
+//! over the whole file) are set aside in one spill file when the memory budget is reached,
+//! largest first, and each partition becomes one row group at the end, written by every thread
+//! ([`crate::writer`], [`crate::spill`]). Files are written into a staging folder and moved into
+//! place only when the whole file succeeded; the output is the same for any thread count. Owns
+//! the error policy (`reject_file`, `quarantine_rows`), the error report and the batch manifest.
+//! It does not upload or announce.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -26,7 +28,7 @@ use parquet::file::metadata::KeyValue;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::columns::{BatchBuilder, Column, body_schema};
+use crate::columns::{BatchBuilder, Column, body_schema, scatter};
 use crate::contract::{ColumnType, Contract, OnError, Pii, Source, Transform};
 use crate::datefmt::{self, DateCache, DateFormat};
 use crate::decode::{self, DecodeError};
@@ -410,10 +412,154 @@ fn encode_error(e: EncodeError) -> ConvertError {
 /// A partition's folder, key values and files.
 type Finished = (String, Vec<(String, String)>, Vec<WrittenFile>);
 
+/// Rows parsed into one block before they move to their partitions' buffers.
+const BLOCK_ROWS: usize = 4096;
+
+/// Parsed rows on their way to partition buffers: values in row order, each row's partition and
+/// counted bytes, and the partitions first seen in this block.
+struct Block {
+    buf: BatchBuilder,
+    to: Vec<u32>,
+    bytes: Vec<u32>,
+    new_parts: Vec<NewPartition>,
+}
+
+/// A partition first seen in a block: its number, folder and key values.
+type NewPartition = (usize, Arc<str>, Vec<(String, String)>);
+
+impl Block {
+    fn new(types: &[ColumnType]) -> Self {
+        Self {
+            buf: BatchBuilder::new(types),
+            to: Vec::with_capacity(BLOCK_ROWS),
+            bytes: Vec::with_capacity(BLOCK_ROWS),
+            new_parts: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.to.clear();
+        self.bytes.clear();
+    }
+}
+
+/// Where full blocks go: the router on this thread (one thread), or a routing thread beside the
+/// parsing one (two or more), which also encodes and sets rows aside while the file is read.
+enum Handoff {
+    Inline(Option<Box<Router>>),
+    Thread {
+        full: Option<std::sync::mpsc::SyncSender<Block>>,
+        empty: std::sync::mpsc::Receiver<Block>,
+        abort: Arc<std::sync::atomic::AtomicBool>,
+        handle: Option<std::thread::JoinHandle<Result<Vec<Finished>, ConvertError>>>,
+        types: Vec<ColumnType>,
+    },
+}
+
+impl Handoff {
+    fn start(router: Router, threads: usize) -> Result<Self, ConvertError> {
+        if threads <= 1 {
+            return Ok(Self::Inline(Some(Box::new(router))));
+        }
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Block>(2);
+        let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Block>(4);
+        let abort = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = abort.clone();
+        let types = router.types.clone();
+        let staging = router.staging.clone();
+        let mut router = router;
+        let handle = std::thread::Builder::new()
+            .name("route".into())
+            .spawn(move || -> Result<Vec<Finished>, ConvertError> {
+                for mut block in full_rx {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(Vec::new());
+                    }
+                    router.absorb(&mut block)?;
+                    let _ = empty_tx.try_send(block);
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(Vec::new());
+                }
+                router.finish()
+            })
+            .map_err(io_at(&staging))?;
+        Ok(Self::Thread {
+            full: Some(full_tx),
+            empty: empty_rx,
+            abort,
+            handle: Some(handle),
+            types,
+        })
+    }
+
+    /// Hands a full block over; `block` comes back empty (a recycled one when threaded).
+    fn hand_over(&mut self, block: &mut Block) -> Result<(), ConvertError> {
+        match self {
+            Self::Inline(r) => r.as_mut().map_or(Ok(()), |r| r.absorb(block)),
+            Self::Thread {
+                full, empty, types, ..
+            } => {
+                let fresh = empty.try_recv().unwrap_or_else(|_| Block::new(types));
+                let b = std::mem::replace(block, fresh);
+                let sent = full.as_ref().is_some_and(|tx| tx.send(b).is_ok());
+                if sent {
+                    return Ok(());
+                }
+                // The routing thread stopped: it failed, and its error says why.
+                match self.join() {
+                    Err(e) => Err(e),
+                    Ok(_) => Err(ConvertError::Output {
+                        path: PathBuf::new(),
+                        message: "the routing thread stopped without an error".into(),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn join(&mut self) -> Result<Vec<Finished>, ConvertError> {
+        match self {
+            Self::Inline(_) => Ok(Vec::new()),
+            Self::Thread { full, handle, .. } => {
+                full.take();
+                match handle.take().map(|h| h.join()) {
+                    Some(Ok(r)) => r,
+                    Some(Err(_)) => Err(ConvertError::Output {
+                        path: PathBuf::new(),
+                        message: "the routing thread panicked".into(),
+                    }),
+                    None => Ok(Vec::new()),
+                }
+            }
+        }
+    }
+
+    /// Writes every partition (see [`Router::finish`]).
+    fn finish(mut self) -> Result<Vec<Finished>, ConvertError> {
+        match &mut self {
+            Self::Inline(r) => r.take().map_or(Ok(Vec::new()), |r| r.finish()),
+            Self::Thread { .. } => self.join(),
+        }
+    }
+}
+
+impl Drop for Handoff {
+    /// A conversion that stops early (a rejected file) stops the routing thread and waits for
+    /// it before the staging folder is removed.
+    fn drop(&mut self) {
+        if let Self::Thread { abort, .. } = self {
+            abort.store(true, Ordering::Relaxed);
+            let _ = self.join();
+        }
+    }
+}
+
 /// The parsing side: partition buffers under a byte budget, and the encoders they drain into
 /// (started at the first hand-over, once the dictionary decision can be made from real rows).
-struct Router<'a> {
-    contract: &'a Contract,
+struct Router {
+    output: crate::contract::OutputSettings,
     schema: SchemaRef,
     metadata: Vec<KeyValue>,
     staging: PathBuf,
@@ -422,13 +568,15 @@ struct Router<'a> {
     budget: usize,
     held: usize,
     parts: Vec<PartBuf>,
-    index: FxHashMap<Box<[u8]>, usize>,
-    dirs: FxHashMap<String, usize>,
+    types: Vec<ColumnType>,
+    /// Partitions a block fed, and which are listed (scratch).
+    touched: Vec<usize>,
+    marks: Vec<bool>,
     backend: Option<Backend>,
     ensure_one: bool,
 }
 
-impl Router<'_> {
+impl Router {
     fn backend(&mut self) -> Result<&mut Backend, ConvertError> {
         if self.backend.is_none() {
             let plain = plain_columns(&self.schema, self.parts.iter().map(|p| &p.buf));
@@ -438,15 +586,16 @@ impl Router<'_> {
                     plain.join(", ")
                 );
             }
-            let props = writer_properties(&self.contract.output, self.metadata.clone(), &plain)
-                .map_err(|message| ConvertError::Output {
+            let props = writer_properties(&self.output, self.metadata.clone(), &plain).map_err(
+                |message| ConvertError::Output {
                     path: self.staging.clone(),
                     message,
-                })?;
+                },
+            )?;
             let settings = Arc::new(TableWriterSettings::new(
                 self.schema.clone(),
                 props,
-                &self.contract.output,
+                &self.output,
             ));
             self.backend = Some(Backend::start(
                 settings,
@@ -490,15 +639,51 @@ impl Router<'_> {
         self.backend()?.write(i, &dir, batch)
     }
 
-    /// Counts a finished row of partition `i`; hands buffers over when they make a row group
-    /// or the budget is exceeded (largest first, down to three quarters of the budget).
-    fn added(&mut self, i: usize, bytes: usize) -> Result<(), ConvertError> {
-        let part = &mut self.parts[i];
-        part.buf.rows += 1;
-        part.bytes += bytes;
-        self.held += bytes;
-        if is_big(part.buf.rows, part.bytes) {
-            self.flush(i)?;
+    /// Moves a block of parsed rows into their partitions' buffers (registering the partitions
+    /// it introduces); hands buffers over when they make a row group or the budget is exceeded
+    /// (largest first, down to three quarters of the budget). The block is left empty, its
+    /// allocation kept for the next one.
+    fn absorb(&mut self, block: &mut Block) -> Result<(), ConvertError> {
+        for (id, dir, values) in block.new_parts.drain(..) {
+            debug_assert_eq!(id, self.parts.len(), "partitions are numbered in order");
+            self.parts.push(PartBuf {
+                dir,
+                values,
+                buf: BatchBuilder::new(&self.types),
+                bytes: 0,
+            });
+        }
+        let n = block.buf.rows;
+        if n == 0 {
+            return Ok(());
+        }
+        let first = block.to[0];
+        if block.to.iter().all(|&t| t == first) {
+            // a sorted export: the whole block goes to one partition
+            self.parts[first as usize].buf.extend_from(&block.buf);
+        } else {
+            let mut dst: Vec<&mut BatchBuilder> =
+                self.parts.iter_mut().map(|p| &mut p.buf).collect();
+            scatter(&block.buf, &block.to, &mut dst);
+        }
+        self.touched.clear();
+        self.marks.resize(self.parts.len(), false);
+        for (&t, &b) in block.to.iter().zip(&block.bytes) {
+            let t = t as usize;
+            if !self.marks[t] {
+                self.marks[t] = true;
+                self.touched.push(t);
+            }
+            self.parts[t].bytes += b as usize;
+            self.held += b as usize;
+        }
+        block.clear();
+        for k in 0..self.touched.len() {
+            let i = self.touched[k];
+            self.marks[i] = false;
+            if is_big(self.parts[i].buf.rows, self.parts[i].bytes) {
+                self.flush(i)?;
+            }
         }
         if self.held > self.budget {
             while self.held > self.budget / 4 * 3 {
@@ -822,8 +1007,8 @@ fn run(
         .sum();
     let schema = body_schema(&body_cols);
     let ensure_one = contract.partition_by.is_empty();
-    let mut router = Router {
-        contract,
+    let router = Router {
+        output: contract.output.clone(),
         schema,
         metadata: vec![
             KeyValue::new("lakemesh.product".to_string(), contract.name.clone()),
@@ -836,11 +1021,24 @@ fn run(
         budget: parse_budget(opts.memory_budget_bytes),
         held: 0,
         parts: Vec::new(),
-        index: FxHashMap::default(),
-        dirs: FxHashMap::default(),
+        types: body_types.clone(),
+        touched: Vec::new(),
+        marks: Vec::new(),
         backend: None,
         ensure_one,
     };
+    // The routing side encodes with one thread fewer when it has one of its own.
+    let threads = opts.threads.max(1);
+    let mut router = router;
+    if threads > 1 {
+        router.threads = threads - 1;
+    }
+    let mut handoff = Handoff::start(router, threads)?;
+    let mut block = Block::new(&body_types);
+    // Partitions by key, and by folder (two keys can name one folder).
+    let mut index: FxHashMap<Box<[u8]>, usize> = FxHashMap::default();
+    let mut dirs: FxHashMap<String, usize> = FxHashMap::default();
+    let mut nparts = 0usize;
     // Partition keys: which planned field each derives from.
     let part_plans: Vec<usize> = contract
         .partition_by
@@ -1010,13 +1208,9 @@ fn run(
             let pi = if bad || doomed {
                 None
             } else if part_plans.is_empty() {
-                if router.parts.is_empty() {
-                    router.parts.push(PartBuf {
-                        dir: Arc::from(""),
-                        values: Vec::new(),
-                        buf: BatchBuilder::new(&body_types),
-                        bytes: 0,
-                    });
+                if nparts == 0 {
+                    block.new_parts.push((0, Arc::from(""), Vec::new()));
+                    nparts = 1;
                 }
                 Some(0)
             } else if let Some(i) = raw_cache.as_ref().and_then(|c| match pvals[0] {
@@ -1037,7 +1231,7 @@ fn run(
                 if key_buf == last_key && last_part != usize::MAX {
                     Some(last_part)
                 } else {
-                    let i = match router.index.get(key_buf.as_slice()) {
+                    let i = match index.get(key_buf.as_slice()) {
                         Some(&i) => i,
                         None => {
                             let mut dir = String::new();
@@ -1063,21 +1257,17 @@ fn run(
                             }
                             // Two keys can name one folder (a value spelled like the null
                             // folder): they share its buffer.
-                            let i = match router.dirs.get(dir.as_str()) {
+                            let i = match dirs.get(dir.as_str()) {
                                 Some(&i) => i,
                                 None => {
-                                    router.parts.push(PartBuf {
-                                        dir: Arc::from(dir.as_str()),
-                                        values,
-                                        buf: BatchBuilder::new(&body_types),
-                                        bytes: 0,
-                                    });
-                                    let i = router.parts.len() - 1;
-                                    router.dirs.insert(dir, i);
+                                    let i = nparts;
+                                    nparts += 1;
+                                    block.new_parts.push((i, Arc::from(dir.as_str()), values));
+                                    dirs.insert(dir, i);
                                     i
                                 }
                             };
-                            router.index.insert(key_buf.clone().into_boxed_slice(), i);
+                            index.insert(key_buf.clone().into_boxed_slice(), i);
                             i
                         }
                     };
@@ -1091,7 +1281,7 @@ fn run(
             };
             // Every value, into the partition's buffer (or a scratch row when the row cannot
             // be written anyway).
-            let mut target = pi.map(|i| &mut router.parts[i].buf);
+            let mut target = pi.map(|_| &mut block.buf);
             let mut text = 0usize;
             for (pi, p) in plans.iter().enumerate() {
                 let raw = &record[p.src];
@@ -1142,7 +1332,12 @@ fn run(
             match (pi, bad) {
                 (Some(i), false) => {
                     rows_written += 1;
-                    router.added(i, fixed_row_bytes + text)?;
+                    block.buf.rows += 1;
+                    block.to.push(i as u32);
+                    block.bytes.push((fixed_row_bytes + text) as u32);
+                    if block.buf.rows >= BLOCK_ROWS {
+                        handoff.hand_over(&mut block)?;
+                    }
                 }
                 _ => {
                     if let Some(t) = target {
@@ -1172,6 +1367,9 @@ fn run(
                 doomed = true;
             }
         }
+    }
+    if !block.new_parts.is_empty() || block.buf.rows > 0 {
+        handoff.hand_over(&mut block)?;
     }
     if let Some(p) = &opts.progress {
         p(decoded.bytes_read.load(Ordering::Relaxed));
@@ -1205,11 +1403,8 @@ fn run(
     let batch_id = batch_id_of(&source_sha256);
 
     let phase1 = started.elapsed().as_secs_f64();
-    log::debug!(
-        "read and parsed in {phase1:.2} s, {} partitions",
-        router.parts.len()
-    );
-    let written = router.finish()?;
+    log::debug!("read and parsed in {phase1:.2} s, {nparts} partitions");
+    let written = handoff.finish()?;
     log::debug!(
         "last rows encoded in {:.2} s",
         started.elapsed().as_secs_f64() - phase1
