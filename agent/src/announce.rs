@@ -44,7 +44,7 @@ pub enum AnnounceError {
         /// The announcement id.
         id: String,
         /// The S3 error.
-        source: S3Error,
+        source: Box<S3Error>,
     },
     /// The message could not be sent.
     #[error("announcement {id}: {source}")]
@@ -52,7 +52,7 @@ pub enum AnnounceError {
         /// The announcement id.
         id: String,
         /// The SQS error.
-        source: SqsError,
+        source: Box<SqsError>,
     },
 }
 
@@ -229,7 +229,7 @@ pub async fn send(
             .await
             .map_err(|source| AnnounceError::Store {
                 id: a.announcement_id.clone(),
-                source,
+                source: Box::new(source),
             })?;
             Some(manifest_key.clone())
         }
@@ -240,7 +240,7 @@ pub async fn send(
         .await
         .map_err(|source| AnnounceError::Send {
             id: a.announcement_id.clone(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(Sent {
         message_id,

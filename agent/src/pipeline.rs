@@ -60,7 +60,7 @@ pub enum PipelineError {
         /// The file's name.
         file: String,
         /// What failed.
-        source: UploadError,
+        source: Box<UploadError>,
     },
     /// The announcement could not be sent.
     #[error("file {id} ({file}): {source}")]
@@ -70,7 +70,7 @@ pub enum PipelineError {
         /// The file's name.
         file: String,
         /// What failed.
-        source: AnnounceError,
+        source: Box<AnnounceError>,
     },
     /// The pseudonym key could not be loaded.
     #[error("{0}")]
@@ -533,7 +533,7 @@ impl Agent {
                     return Err(PipelineError::Upload {
                         id,
                         file: rec.name.clone(),
-                        source: e,
+                        source: Box::new(e),
                     });
                 }
                 Err(UploadError::Cancelled { .. }) => return Err(PipelineError::Cancelled),
@@ -541,7 +541,7 @@ impl Agent {
                     return Err(PipelineError::Upload {
                         id,
                         file: rec.name.clone(),
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
@@ -554,7 +554,7 @@ impl Agent {
         let announce_err = |source| PipelineError::Announce {
             id,
             file: rec.name.clone(),
-            source,
+            source: Box::new(source),
         };
         let json = rec.announcement.clone().unwrap_or_default();
         let a = Announcement::from_json(json.as_bytes())

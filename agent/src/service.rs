@@ -58,10 +58,16 @@ pub enum ServiceError {
     },
     /// A step failed.
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Pipeline(Box<PipelineError>),
     /// `ingest`: the product is not in the configuration.
     #[error("{0}")]
     Usage(String),
+}
+
+impl From<PipelineError> for ServiceError {
+    fn from(e: PipelineError) -> Self {
+        Self::Pipeline(Box::new(e))
+    }
 }
 
 /// Takes `{state_dir}/agent.lock` (released when the returned file is dropped or the process

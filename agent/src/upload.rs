@@ -67,7 +67,7 @@ pub enum UploadError {
         /// The part that failed.
         part: i32,
         /// The last error.
-        source: S3Error,
+        source: Box<S3Error>,
     },
     /// Shutdown was asked for between two parts (the upload was aborted).
     #[error("upload of {key} interrupted by shutdown")]
@@ -81,7 +81,8 @@ impl UploadError {
     /// Whether a later attempt may succeed as things are.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::S3(e) | Self::Aborted { source: e, .. } => e.is_transient(),
+            Self::S3(e) => e.is_transient(),
+            Self::Aborted { source, .. } => source.is_transient(),
             Self::Cancelled { .. } => true,
             Self::Read { .. } | Self::Changed { .. } => false,
         }
@@ -302,7 +303,7 @@ async fn abort(s3: &S3, key: &str, upload_id: &str, part: i32, source: S3Error) 
         key: key.to_owned(),
         upload_id: upload_id.to_owned(),
         part,
-        source,
+        source: Box::new(source),
     }
 }
 

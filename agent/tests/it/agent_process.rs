@@ -41,6 +41,8 @@ pub struct Site {
     pub product_extra: String,
     pub prefix: String,
     pub credentials: (String, String),
+    /// More environment for the agent process.
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Site {
@@ -57,6 +59,7 @@ impl Site {
             product_extra: String::new(),
             prefix: "products".into(),
             credentials: (TEST_ACCESS_KEY_ID.into(), TEST_SECRET_ACCESS_KEY.into()),
+            extra_env: Vec::new(),
         }
     }
 
@@ -128,7 +131,8 @@ operation_timeout_secs = 30
                 "AWS_SHARED_CREDENTIALS_FILE",
                 self.dir.path().join("no-aws-credentials"),
             )
-            .env("LAKEMESH_LOG", "debug");
+            .env("LAKEMESH_LOG", "debug")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         c
     }
 

@@ -12,7 +12,9 @@ use crate::agent_process::{Site, TWO_YEARS, batch_of, name_of, states, two_year_
 #[tokio::test]
 async fn a_dropped_file_becomes_its_objects_and_one_announcement() {
     let e = Emulator::shared().unwrap();
-    let site = Site::new(e, "drop").await;
+    let mut site = Site::new(e, "drop").await;
+    // As if started by systemd, but standard error is not the journal: lines go to stderr.
+    site.extra_env = vec![("JOURNAL_STREAM".into(), "8:4242".into())];
     site.write_config();
     let mut agent = site.start(None);
     site.drop_file("sejours_2026_11.csv", TWO_YEARS);
@@ -36,7 +38,8 @@ async fn a_dropped_file_becomes_its_objects_and_one_announcement() {
     assert_eq!(keys, two_year_keys(&batch));
     assert!(a.columns.iter().any(|c| c.name == "id" && c.ty == "bigint"));
 
-    // The source is archived, the inbox, work and spool are empty, one INFO line says so.
+    // The source is archived, the inbox, work and spool are empty, one INFO line says so
+    // (on standard error: JOURNAL_STREAM does not match it).
     let archived = site.archived();
     assert_eq!(archived.len(), 1);
     assert!(name_of(&archived[0]).ends_with("sejours_2026_11.csv"));

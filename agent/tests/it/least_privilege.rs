@@ -4,6 +4,7 @@
 //! another queue.
 
 use lakemesh_shared::testbed::{ACCOUNT_ID, Emulator, REGION};
+use sha2::Digest;
 
 use crate::agent_process::{Site, TWO_YEARS, batch_of, two_year_keys};
 
@@ -51,6 +52,31 @@ async fn the_shipped_policy_is_enough_and_no_more() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A multipart upload (the object is above the 5 MiB threshold) under the same policy.
+    let mut csv = String::from("id,adm,note\n");
+    let mut h = sha2::Sha256::digest(b"seed").to_vec();
+    for i in 0..180_000 {
+        h = sha2::Sha256::digest(&h).to_vec();
+        csv.push_str(&format!("{i},2024-01-02,{}\n", hex::encode(&h)));
+    }
+    let wide = site.dir.path().join("wide.csv");
+    std::fs::write(&wide, &csv).unwrap();
+    let cfg = std::fs::read_to_string(site.config_path())
+        .unwrap()
+        .replace(
+            "columns = [ ",
+            "extra_columns = \"ignore\"\ncolumns = [ { name = \"note\", type = \"string\" }, ",
+        );
+    std::fs::write(
+        site.config_path(),
+        format!("multipart_threshold_bytes = 5242880\nmultipart_part_bytes = 5242880\n{cfg}"),
+    )
+    .unwrap();
+    let out = site.run(&["ingest", wide.to_str().unwrap(), "--product", "stays"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("multipart upload"), "{err}");
+
     // Outside the policy: another queue…
     let good_queue = site.queue.clone();
     site.queue = other_queue;
@@ -79,7 +105,14 @@ async fn the_shipped_policy_is_enough_and_no_more() {
 
     // What was allowed landed, under its prefix only.
     e.disable_auth().unwrap();
-    assert_eq!(site.keys(&e).await, two_year_keys(&batch_of(TWO_YEARS)));
+    let mut want = two_year_keys(&batch_of(TWO_YEARS));
+    want.push(format!(
+        "products/stays/year=2024/part-{}-0.parquet",
+        batch_of(&csv)
+    ));
+    want.sort();
+    assert_eq!(site.keys(&e).await, want);
     let a = site.announcements(&e).await;
-    assert_eq!(a.len(), 1);
+    assert_eq!(a.len(), 2);
+    assert!(a[1].objects.as_ref().unwrap()[0].bytes > 5 * 1024 * 1024);
 }
