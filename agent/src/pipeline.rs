@@ -595,15 +595,9 @@ impl Agent {
         if days == 0 {
             return;
         }
-        let cutoff = std::time::SystemTime::now()
-            .checked_sub(std::time::Duration::from_secs(days * 86_400))
-            .map(|t| {
-                let secs = t
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
-                crate::datefmt::format_date((secs / 86_400) as i32)
-            })
-            .unwrap_or_default();
+        let now_days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400);
         for (product, _) in self.layout.inboxes() {
             let root = self.layout.archive_root(product);
             let Ok(entries) = std::fs::read_dir(&root) else {
@@ -611,8 +605,7 @@ impl Agent {
             };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                // Day folders only (`YYYY-MM-DD`, which sort as dates).
-                if name.len() == 10 && name.as_bytes()[4] == b'-' && name < cutoff {
+                if is_expired_day(&name, now_days, days) {
                     match std::fs::remove_dir_all(e.path()) {
                         Ok(()) => log::info!(
                             "archive {}: removed (older than {days} days)",
@@ -626,6 +619,22 @@ impl Agent {
             }
         }
     }
+}
+
+/// Whether archive folder `name` is a day folder (`YYYY-MM-DD`, UTC) more than `retention_days`
+/// before day `today` (days since 1970-01-01). Anything else is never removed.
+pub fn is_expired_day(name: &str, today: u64, retention_days: u64) -> bool {
+    let cutoff = today.saturating_sub(retention_days);
+    let cutoff = crate::datefmt::format_date(i32::try_from(cutoff).unwrap_or(i32::MAX));
+    let b = name.as_bytes();
+    let shape = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    // Same shape, so comparing the text compares the dates.
+    shape && name < cutoff.as_str()
 }
 
 /// Runs CPU or file work off the async workers; gives up waiting (leaving the thread to end on
@@ -642,5 +651,45 @@ async fn run_blocking<T: Send + 'static>(
             source: io::Error::other(e.to_string()),
         }),
         () = cancel.cancelled() => Err(PipelineError::Cancelled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_day_folders_past_retention_expire() {
+        // 2026-12-04 is day 20791 since 1970-01-01.
+        let today = 20_791;
+        assert_eq!(crate::datefmt::format_date(today as i32), "2026-12-04");
+        assert!(is_expired_day("2026-11-03", today, 30));
+        assert!(!is_expired_day("2026-11-04", today, 30));
+        assert!(!is_expired_day("2026-12-04", today, 30));
+        assert!(!is_expired_day("notes", today, 30));
+        assert!(!is_expired_day("2026-1x-01", today, 30));
+        assert!(is_expired_day("2026-12-03", today, 0));
+    }
+
+    #[test]
+    fn converter_refusals_go_to_failed_and_disk_trouble_is_retried() {
+        let io = ConvertError::Io {
+            path: PathBuf::from("/spool/1"),
+            source: io::Error::other("disk full"),
+        };
+        assert!(!is_refusal(&io));
+        let key = ConvertError::KeyMissing {
+            product: "p".into(),
+            column: "c".into(),
+        };
+        assert!(is_refusal(&key));
+        assert!(
+            PipelineError::Convert {
+                file: "a.csv".into(),
+                source: io
+            }
+            .is_transient()
+        );
+        assert!(!PipelineError::Key("k".into()).is_transient());
     }
 }

@@ -223,7 +223,7 @@ async fn intake(agent: Agent, cancel: CancellationToken, to_convert: Arc<Notify>
         .map(|(p, d)| Inbox::new(p, d.clone(), s.require_marker, s.settle))
         .collect();
     let dirs: Vec<PathBuf> = inboxes.iter().map(|i| i.dir.clone()).collect();
-    let (tx, mut rx) = mpsc::channel::<usize>(64);
+    let (tx, mut rx) = mpsc::channel::<()>(1);
     let _watcher = EventWatcher::start(&dirs, tx);
     let settle_poll = (s.settle / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
     let mut last_prune = Instant::now();

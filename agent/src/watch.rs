@@ -191,7 +191,8 @@ impl Inbox {
     }
 }
 
-/// File-system events of every inbox, as wake-ups: each event sends the inbox's index.
+/// File-system events of every inbox, as wake-ups: any event asks for a scan (scans are cheap,
+/// and matching event paths to inboxes would miss renamed or symlinked folders).
 pub struct EventWatcher {
     _debouncer: notify_debouncer_full::Debouncer<
         notify_debouncer_full::notify::RecommendedWatcher,
@@ -204,16 +205,11 @@ impl EventWatcher {
     /// inotify on a network share, the watch limit reached) is logged and left to the rescan.
     /// Wake-ups go to `wake` (bounded; when it is full a scan is already due, so the extra
     /// wake-up carries nothing and is not sent).
-    pub fn start(dirs: &[PathBuf], wake: mpsc::Sender<usize>) -> Option<Self> {
-        let owned: Vec<PathBuf> = dirs.to_vec();
+    pub fn start(dirs: &[PathBuf], wake: mpsc::Sender<()>) -> Option<Self> {
         let handler = move |result: DebounceEventResult| match result {
             Ok(events) => {
-                for event in events {
-                    for path in &event.paths {
-                        if let Some(i) = owned.iter().position(|d| path.parent() == Some(d)) {
-                            let _ = wake.try_send(i);
-                        }
-                    }
+                if !events.is_empty() {
+                    let _ = wake.try_send(());
                 }
             }
             Err(errors) => {

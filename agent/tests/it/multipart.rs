@@ -83,3 +83,49 @@ async fn a_large_object_goes_in_parts_and_reads_back_whole() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_multipart_upload_that_cannot_complete_is_aborted() {
+    let e = Emulator::shared().unwrap();
+    let bucket = e.fresh_bucket("abort").await.unwrap();
+    let client = e.s3(&e.sdk_config().await);
+    let s3 = S3::new(client.clone(), &bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = eleven_mib();
+    let path = dir.path().join("part-0.parquet");
+    std::fs::write(&path, &bytes).unwrap();
+    let object = ObjectRecord {
+        seq: 0,
+        key: "products/stays/part-0123456789abcdef-0.parquet".into(),
+        local_path: path,
+        bytes: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        uploaded: false,
+    };
+    // Parts below S3's 5 MiB minimum: every part is accepted, CompleteMultipartUpload is refused
+    // (EntityTooSmall), and the upload must not be left behind.
+    let small = UploadSettings {
+        multipart_threshold_bytes: MIB,
+        part_bytes: 2 * MIB,
+        ..settings()
+    };
+    let err = upload_object(&s3, &object, &small, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UploadError::Aborted { .. }), "{err}");
+    assert!(err.to_string().contains("EntityTooSmall"), "{err}");
+    let open = client
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(open.uploads().is_empty(), "{:?}", open.uploads());
+    let listed = client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.contents().is_empty());
+}
