@@ -13,7 +13,8 @@
 //! SIGTERM or SIGINT cancel one `CancellationToken`: intake stops, a conversion in progress is
 //! abandoned (it runs again on the next start), an upload finishes its current request, and the
 //! `TaskTracker` is drained within `shutdown_grace_secs`. SIGHUP reloads the configuration: a
-//! valid new one replaces the running one between steps; an invalid one is logged and ignored.
+//! valid new one replaces the running one between steps (a child token per configuration; the
+//! current conversion and uploads finish first); an invalid one is logged and ignored.
 //!
 //! Owns scheduling, signals and retry timing; the steps themselves are [`crate::pipeline`]'s.
 
@@ -174,6 +175,7 @@ pub async fn run(config_path: &Path) -> Result<(), ServiceError> {
         tracker.spawn(converter(
             agent.clone(),
             generation.clone(),
+            shutdown.clone(),
             Arc::clone(&to_convert),
             Arc::clone(&to_deliver),
         ));
@@ -194,7 +196,11 @@ pub async fn run(config_path: &Path) -> Result<(), ServiceError> {
             }
         };
         generation.cancel();
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        if reloaded.is_some() {
+            // A reload waits for the current steps (a conversion runs to its end), so the old
+            // and the new configuration never work on one file at the same time.
+            tracker.wait().await;
+        } else if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             log::warn!(
                 "the current step did not finish within {} s; the next start resumes it",
                 grace.as_secs()
@@ -277,10 +283,12 @@ async fn intake(agent: Agent, cancel: CancellationToken, to_convert: Arc<Notify>
     }
 }
 
-/// Convert: hash and convert claimed files, oldest first.
+/// Convert: hash and convert claimed files, oldest first. `cancel` (this configuration's
+/// generation) stops it between files; only `shutdown` abandons a conversion in progress.
 async fn converter(
     agent: Agent,
     cancel: CancellationToken,
+    shutdown: CancellationToken,
     to_convert: Arc<Notify>,
     to_deliver: Arc<Notify>,
 ) {
@@ -304,7 +312,7 @@ async fn converter(
                 continue;
             }
         };
-        match agent.prepare(&rec, &cancel).await {
+        match agent.prepare(&rec, &shutdown).await {
             Ok(Prepared::Converted | Prepared::Duplicate { .. } | Prepared::Failed { .. }) => {
                 backoff.succeed();
                 to_deliver.notify_one();
