@@ -1095,6 +1095,25 @@ fn run(
             let mut text = 0usize;
             for (pi, p) in plans.iter().enumerate() {
                 let raw = &record[p.src];
+                // The common cases straight into the column; anything else (nulls other than
+                // empty, pseudonyms, unusual notation, errors) by the general rules below.
+                if p.part_slot.is_none()
+                    && !bad
+                    && let Some(bi) = p.body
+                    && let Some(t) = target.as_deref_mut()
+                    && let Some(n) = fast_append(
+                        p,
+                        raw,
+                        &record,
+                        numeric,
+                        check_fields,
+                        ctx.trim_strings,
+                        &mut t.cols[bi],
+                    )
+                {
+                    text += n;
+                    continue;
+                }
                 let v = match p.part_slot {
                     Some(slot) => pvals[slot],
                     None => match parse_value(
@@ -1546,6 +1565,65 @@ const RAW_CACHE_SLOTS: usize = 4096;
 
 fn raw_slot(x: i64) -> usize {
     ((x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize & (RAW_CACHE_SLOTS - 1)
+}
+
+/// Appends the value of `raw` to `col` when it is of a common, unambiguous shape (see
+/// [`parse::fast_int`], [`parse::fast_decimal`], [`DateFormat::parse_fixed_date`]); returns the
+/// text bytes added, or `None` (nothing appended) to leave the value to [`parse_value`].
+#[inline(always)]
+fn fast_append(
+    p: &FieldPlan,
+    raw: &[u8],
+    record: &Record,
+    n: Numeric,
+    check_utf8: bool,
+    trim_strings: bool,
+    col: &mut Column,
+) -> Option<usize> {
+    if !p.only_empty_null || p.pii != Pii::Keep {
+        return None;
+    }
+    let t = parse::trim(raw);
+    if t.is_empty() {
+        if p.nulls.is_empty() {
+            return None;
+        }
+        col.push_null();
+        return Some(0);
+    }
+    match p.ty {
+        ColumnType::String => {
+            if check_utf8 {
+                return None;
+            }
+            let s = if trim_strings { trim_text(raw) } else { raw };
+            let base = record.as_slice();
+            let start = s.as_ptr() as usize - base.as_ptr() as usize;
+            col.push_text_within(base, start, start + s.len());
+            Some(s.len())
+        }
+        ColumnType::Int if n.thousands.is_none() => {
+            let v = parse::fast_int(t)?;
+            if v < i32::MIN as i64 || v > i32::MAX as i64 {
+                return None;
+            }
+            col.push_i64(v);
+            Some(0)
+        }
+        ColumnType::BigInt if n.thousands.is_none() => {
+            col.push_i64(parse::fast_int(t)?);
+            Some(0)
+        }
+        ColumnType::Decimal { precision, scale } if n.thousands.is_none() => {
+            col.push_i128(parse::fast_decimal(t, n.decimal, precision, scale)?);
+            Some(0)
+        }
+        ColumnType::Date => {
+            col.push_i64(p.formats.first()?.parse_fixed_date(t)? as i64);
+            Some(0)
+        }
+        _ => None,
+    }
 }
 
 /// What appending a value needs besides the value.

@@ -170,6 +170,14 @@ impl DateFormat {
         &self.text
     }
 
+    /// The days of `s` if it has this format's fixed layout (every number at full width);
+    /// `None` when it does not (the general parser decides then). Never disagrees with
+    /// [`DateFormat::parse_date`] on a value it accepts.
+    #[inline]
+    pub fn parse_fixed_date(&self, s: &[u8]) -> Option<i32> {
+        self.fixed.as_ref()?.parse(s)?
+    }
+
     /// Parses a date; returns days since 1970-01-01.
     pub fn parse_date(&self, s: &[u8]) -> Option<i32> {
         if let Some(f) = &self.fixed

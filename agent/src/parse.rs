@@ -107,6 +107,79 @@ pub fn parse_int(
     Ok(v)
 }
 
+/// The common shape of an integer, parsed without the general rules: an optional `-` and 1 to
+/// 18 ASCII digits (no `+`, no separators). `None` means "use [`parse_int`]", which gives the
+/// same value for every text accepted here.
+#[inline]
+pub fn fast_int(s: &[u8]) -> Option<i64> {
+    let (neg, d) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if d.is_empty() || d.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in d {
+        let x = c.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        v = v * 10 + x as i64;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// The common shape of a decimal of precision up to 18: an optional `-`, digits, at most one
+/// decimal separator and at most `scale` digits after it, within `precision`. `None` means "use
+/// [`parse_decimal`]", which gives the same value for every text accepted here.
+#[inline]
+pub fn fast_decimal(s: &[u8], decimal: u8, precision: u8, scale: i8) -> Option<i128> {
+    if precision > 18 || scale < 0 {
+        return None;
+    }
+    let (neg, body) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let (int_part, frac) = match memchr::memchr(decimal, body) {
+        Some(k) => (&body[..k], &body[k + 1..]),
+        None => (body, &body[..0]),
+    };
+    let scale = scale as usize;
+    if int_part.len() + frac.len() == 0 || frac.len() > scale || int_part.len() > 18 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    let mut significant = 0usize;
+    for &c in int_part {
+        let x = c.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        if v == 0 && x == 0 {
+            continue;
+        }
+        significant += 1;
+        v = v * 10 + x as u64;
+    }
+    if significant + scale > precision as usize {
+        return None;
+    }
+    for &c in frac {
+        let x = c.wrapping_sub(b'0');
+        if x > 9 {
+            return None;
+        }
+        v = v * 10 + x as u64;
+    }
+    for _ in frac.len()..scale {
+        v *= 10;
+    }
+    let v = v as i128;
+    Some(if neg { -v } else { v })
+}
+
 /// Parses a decimal into its unscaled value at `scale`, checking `precision`.
 pub fn parse_decimal(
     s: &[u8],
@@ -344,6 +417,83 @@ mod tests {
         assert!(dec("-", DOT, 12, 2).is_err());
         assert!(dec("1e5", DOT, 12, 2).unwrap_err().contains("double"));
         assert!(dec("1.2.3", DOT, 12, 2).is_err());
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_general_rules() {
+        let mut buf = Vec::new();
+        let ints = [
+            "0",
+            "7",
+            "-7",
+            "007",
+            "123456789012345678",
+            "1234567890123456789",
+            "+5",
+            "",
+            "-",
+            "1.0",
+            "1,0",
+            "1 000",
+            "12a",
+            "--1",
+            "-0",
+        ];
+        for t in ints {
+            if let Some(v) = fast_int(t.as_bytes()) {
+                assert_eq!(
+                    Ok(v),
+                    parse_int(t.as_bytes(), DOT, i64::MIN, i64::MAX, &mut buf),
+                    "{t:?}"
+                );
+            }
+        }
+        assert_eq!(fast_int(b"+5"), None);
+        assert_eq!(fast_int(b"1234567890123456789"), None);
+        let decs = [
+            "0",
+            "1",
+            "1.5",
+            "1.50",
+            "1.505",
+            ".5",
+            "5.",
+            "-.5",
+            "-0.00",
+            "007.10",
+            "9999999999.99",
+            "99999999999.99",
+            "1,5",
+            "1.2.3",
+            "",
+            ".",
+            "-",
+            "1e5",
+            "+1",
+            "12345678901234567.8",
+        ];
+        for (p, sc) in [(12u8, 2i8), (18, 0), (18, 4), (5, 2), (3, 0)] {
+            for t in decs {
+                if let Some(v) = fast_decimal(t.as_bytes(), b'.', p, sc) {
+                    assert_eq!(
+                        Ok(v),
+                        parse_decimal(t.as_bytes(), DOT, p, sc, &mut buf),
+                        "{t:?} as decimal({p},{sc})"
+                    );
+                }
+            }
+        }
+        assert_eq!(fast_decimal(b"1,5", b',', 12, 2), Some(150));
+        assert_eq!(
+            fast_decimal(b"1.505", b'.', 12, 2),
+            None,
+            "more places: the general rule decides"
+        );
+        assert_eq!(
+            fast_decimal(b"1", b'.', 20, 2),
+            None,
+            "precision above 18: general rule"
+        );
     }
 
     #[test]

@@ -506,3 +506,43 @@ impl Encoder {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columns::body_schema;
+    use crate::contract::ColumnType;
+
+    #[test]
+    fn mostly_distinct_columns_are_written_plain() {
+        let types = [
+            ColumnType::String,
+            ColumnType::String,
+            ColumnType::BigInt,
+            ColumnType::Date,
+        ];
+        let schema = body_schema(&[
+            ("id_text".into(), ColumnType::String, "a".into()),
+            ("code".into(), ColumnType::String, "b".into()),
+            ("n".into(), ColumnType::BigInt, "c".into()),
+            ("day".into(), ColumnType::Date, "d".into()),
+        ]);
+        let mut parts = [BatchBuilder::new(&types), BatchBuilder::new(&types)];
+        for i in 0..3000i64 {
+            let b = &mut parts[(i % 2) as usize];
+            b.cols[0].push_text(format!("P{i:08}").as_bytes());
+            b.cols[1].push_text(["01", "2A", "976"][(i % 3) as usize].as_bytes());
+            b.cols[2].push_i64(i * 7);
+            if i % 10 == 0 {
+                b.cols[3].push_null();
+            } else {
+                b.cols[3].push_i64(19_000 + i % 30);
+            }
+            b.rows += 1;
+        }
+        assert_eq!(plain_columns(&schema, parts.iter()), ["id_text", "n"]);
+        // too few values to judge: dictionary everywhere
+        let few = [BatchBuilder::new(&types)];
+        assert!(plain_columns(&schema, few.iter()).is_empty());
+    }
+}

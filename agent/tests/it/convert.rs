@@ -501,3 +501,116 @@ columns = [ { name = "id", type = "bigint" }, { name = "d", type = "date", forma
         );
     }
 }
+
+/// Ids of each partition file, in file order, with its row-group count.
+fn ids_by_file(dir: &std::path::Path) -> Vec<(String, usize, Vec<i64>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if !p.is_dir() {
+                continue;
+            }
+            let has_file = std::fs::read_dir(&p).unwrap().any(|e| {
+                e.unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "parquet")
+            });
+            if has_file {
+                // a partition folder: one file here
+                let t = read_table(&p);
+                assert_eq!(t.files.len(), 1, "{}", p.display());
+                let ids = t.column("id").iter().map(|v| v.as_i64().unwrap()).collect();
+                out.push((p.display().to_string(), t.row_groups, ids));
+            } else {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const MONTHLY: &str = r#"
+name = "m"
+domain = "d"
+partition_by = [ { column = "d", transform = "year" }, { column = "d", transform = "month" } ]
+columns = [ { name = "id", type = "bigint" }, { name = "d", type = "date", formats = ["%Y-%m-%d"] }, { name = "t", type = "string" } ]
+"#;
+
+#[test]
+fn months_spread_over_the_file_make_one_row_group_each_in_file_order() {
+    // every row of a month waits (in the spill) until the end: one row group per partition
+    let s = Scratch::new();
+    let mut csv = String::from("id,d,t\n");
+    for i in 0..40_000u32 {
+        csv.push_str(&format!("{i},2024-{:02}-15,row {i}\n", 1 + (i * 7) % 12));
+    }
+    let c = Contract::from_toml(MONTHLY, std::path::Path::new("t.toml")).unwrap();
+    let input = s.write("spread.csv", csv);
+    for threads in [1, 2] {
+        let out = s.path(&format!("out{threads}"));
+        let mut opts = ConvertOptions::new(&out);
+        opts.memory_budget_bytes = 512 * 1024;
+        opts.threads = threads;
+        convert_file(&c, &input, &opts).unwrap();
+        let files = ids_by_file(&out.join("m"));
+        assert_eq!(files.len(), 12);
+        let mut all: Vec<i64> = Vec::new();
+        for (f, row_groups, ids) in &files {
+            assert_eq!(*row_groups, 1, "{f}: one row group");
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "{f}: rows in file order"
+            );
+            all.extend(ids);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..40_000).collect::<Vec<i64>>());
+    }
+}
+
+#[test]
+fn sorted_months_stream_into_row_groups_and_late_rows_keep_their_order() {
+    // 70,000 rows a month arrive together (a row group each, streamed while the file is read,
+    // at most two open at once), then a few late rows of the first month come at the end
+    let s = Scratch::new();
+    let mut csv = String::from("id,d,t\n");
+    let mut id = 0u32;
+    for m in 1..=4 {
+        for _ in 0..70_000 {
+            csv.push_str(&format!("{id},2023-{m:02}-01,x\n"));
+            id += 1;
+        }
+    }
+    for _ in 0..10 {
+        csv.push_str(&format!("{id},2023-01-31,late\n"));
+        id += 1;
+    }
+    let c = Contract::from_toml(MONTHLY, std::path::Path::new("t.toml")).unwrap();
+    let input = s.write("sorted.csv", csv);
+    for threads in [1, 2] {
+        let out = s.path(&format!("out{threads}"));
+        let mut opts = ConvertOptions::new(&out);
+        opts.memory_budget_bytes = 4 * 1024 * 1024;
+        opts.threads = threads;
+        let r = convert_file(&c, &input, &opts).unwrap();
+        assert_eq!(r.rows_written, 280_010);
+        let files = ids_by_file(&out.join("m"));
+        assert_eq!(files.len(), 4, "{files:?}");
+        let jan = &files[0];
+        assert!(jan.0.contains("month=01"), "{}", jan.0);
+        assert_eq!(jan.2.len(), 70_010);
+        assert!(
+            jan.2.windows(2).all(|w| w[0] < w[1]),
+            "January in file order"
+        );
+        assert_eq!(*jan.2.last().unwrap(), 280_009);
+        for (f, row_groups, ids) in &files[1..] {
+            assert_eq!(ids.len(), 70_000, "{f}");
+            assert!(*row_groups <= 2, "{f}: {row_groups} row groups");
+        }
+    }
+}

@@ -220,3 +220,32 @@ fn discovery_mode_proposes_a_contract_and_converts_nothing() {
     s.convert(&proposal, "new.csv", "code;n\n01;1\n2A;2\n")
         .unwrap();
 }
+
+#[test]
+fn errors_after_blank_lines_name_the_line_the_record_is_on() {
+    // regression: the csv crate reported the line after the previous record
+    let s = Scratch::new();
+    let csv = "id,Code,day,amount\n1,01,03/04/2024,1.50\n\n\n\nx,02,03/04/2024,1.50\n";
+    s.convert(C, "blank.csv", csv).unwrap_err();
+    let r = report(&s, "blank.csv");
+    assert_eq!(r["errors"][0]["line"], json!(6));
+    assert_eq!(r["errors"][0]["value"], json!("x"));
+}
+
+#[test]
+fn a_record_with_an_unclosed_quote_is_reported_where_it_starts() {
+    let s = Scratch::new();
+    let csv =
+        "id,Code,day,amount\n1,01,03/04/2024,1.50\n2,\"02,03/04/2024,1.50\n3,03,03/04/2024,1.50\n";
+    s.convert(C, "quote.csv", csv).unwrap_err();
+    let r = report(&s, "quote.csv");
+    let errs = r["errors"].as_array().unwrap();
+    assert_eq!(errs[0]["line"], json!(3), "{errs:?}");
+    assert!(
+        errs[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected 4 fields"),
+        "{errs:?}"
+    );
+}
