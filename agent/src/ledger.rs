@@ -309,20 +309,39 @@ impl Ledger {
             .map_err(err("set synchronous"))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err("enable foreign keys"))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err("read schema version"))?;
+        let read_version = |conn: &Connection| -> Result<i64, LedgerError> {
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(err("read schema version"))
+        };
+        let mut version = read_version(&conn)?;
+        if version < SCHEMA_VERSION {
+            // Under the write lock, and read again: another process (`status` beside a first
+            // `run`) may have created the schema in the meantime.
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(err("lock for the schema"))?;
+            let migrated = (|| {
+                version = read_version(&conn)?;
+                if version < 1 {
+                    conn.execute_batch(&format!("{SCHEMA_V1} PRAGMA user_version = 1;"))
+                        .map_err(err("create schema version 1"))?;
+                    version = 1;
+                }
+                Ok::<(), LedgerError>(())
+            })();
+            let end = if migrated.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            conn.execute_batch(end)
+                .map_err(err("end the schema change"))?;
+            migrated?;
+        }
         if version > SCHEMA_VERSION {
             return Err(LedgerError::TooNew {
                 path: path.to_path_buf(),
                 found: version,
             });
-        }
-        if version < 1 {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = 1; COMMIT;"
-            ))
-            .map_err(err("create schema version 1"))?;
         }
         Ok(Self {
             conn,
@@ -910,6 +929,21 @@ mod tests {
         drop(c);
         let e = Ledger::open(&p).err().unwrap().to_string();
         assert!(e.contains("schema version 9"), "{e}");
+    }
+
+    #[test]
+    fn processes_opening_a_new_ledger_at_once_agree_on_the_schema() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ledger.sqlite");
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let p = p.clone();
+                std::thread::spawn(move || Ledger::open(&p).map(|l| l.schema_version().unwrap()))
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().unwrap(), 1);
+        }
     }
 
     #[test]
