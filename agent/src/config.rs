@@ -1,10 +1,13 @@
 //! The agent's configuration file (`/etc/lakemesh/agent.toml`): producer identity, bucket,
 //! queue, state folders and the product contracts.
 //!
-//! Owns parsing and validation into [`AgentConfig`]; every error names the key. It does not
-//! connect to AWS (reachability is checked by `check-config`).
+//! Owns parsing and validation into [`AgentConfig`] (with the service's [`ServiceSettings`]);
+//! every error names the key. The field doc comments of the raw shape are the configuration
+//! reference. It does not connect to AWS (reachability is checked by `check-config`, in
+//! [`crate::check`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -44,17 +47,75 @@ pub enum ConfigError {
 /// `lakemesh_shared::aws`.
 pub use lakemesh_shared::aws::AwsSettings;
 
+/// `/etc/lakemesh/agent.toml` as written. The field doc comments are the configuration
+/// reference (README "Agent configuration").
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgentConfig {
+    /// Registered producer id (`a-z 0-9 - _`), e.g. `"chu-lyon"`.
     producer_id: String,
+    /// The producer's own bucket.
     bucket: String,
+    /// Every key lives under `s3://{bucket}/{prefix}/`. Default `"products"`.
     #[serde(default = "default_prefix")]
     prefix: String,
+    /// SQS queue of the governance account receiving announcements.
     queue_url: String,
+    /// Key of `pii = "hmac"` columns (0600, at least 32 bytes); never logged.
     pseudonym_key_file: Option<PathBuf>,
+    /// Ledger (`ledger.sqlite`), `spool/`, and per product `inbox/P`, `work/P`, `archive/P`,
+    /// `failed/P`. Default `/var/lib/lakemesh`.
     #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
+    /// Where converted batches wait for upload (one folder per claimed file). Default
+    /// `{state_dir}/spool`.
+    spool_dir: Option<PathBuf>,
+    /// Seconds a dropped file's size and modification time must stay unchanged before it is
+    /// claimed (when `require_marker` is false), 0 to 86400. Default 30.
+    #[serde(default = "default_settle_secs")]
+    settle_secs: u64,
+    /// Claim a file only once its marker `NAME.done` or `NAME.ok` exists beside it (the export
+    /// job writes the marker after the file). Default false: wait `settle_secs` instead.
+    #[serde(default)]
+    require_marker: bool,
+    /// Seconds between full scans of every inbox, 1 to 3600, on top of file-system events
+    /// (network shares deliver none). Default 60.
+    #[serde(default = "default_rescan_secs")]
+    rescan_secs: u64,
+    /// Days a delivered source file is kept under `archive/P/YYYY-MM-DD/`, 0 to 3650; 0 deletes it
+    /// as soon as its batch is announced. Default 30.
+    #[serde(default = "default_archive_retention_days")]
+    archive_retention_days: u64,
+    /// Objects uploaded at the same time, 1 to 64. Default 4.
+    #[serde(default = "default_upload_concurrency")]
+    upload_concurrency: usize,
+    /// Objects larger than this are sent as multipart uploads, 5 MiB to 5 GiB. Default 16 MiB.
+    #[serde(default = "default_multipart_threshold_bytes")]
+    multipart_threshold_bytes: u64,
+    /// Size of one multipart part, 5 MiB to 5 GiB. Default 16 MiB.
+    #[serde(default = "default_multipart_part_bytes")]
+    multipart_part_bytes: u64,
+    /// Attempts per multipart part before the upload is aborted, 1 to 20. Default 5.
+    #[serde(default = "default_part_attempts")]
+    part_attempts: u32,
+    /// First wait after a failed delivery step (S3 or SQS unreachable, throttling), 1 to 3600
+    /// seconds; doubled after each further failure up to `retry_max_secs`. Default 2.
+    #[serde(default = "default_retry_initial_secs")]
+    retry_initial_secs: u64,
+    /// Longest wait between two attempts of a delivery step, `retry_initial_secs` to 86400
+    /// seconds. Default 300.
+    #[serde(default = "default_retry_max_secs")]
+    retry_max_secs: u64,
+    /// Threads one conversion may use (0: one per core). Default 1.
+    #[serde(default = "default_convert_threads")]
+    convert_threads: usize,
+    /// Memory for buffered values of one conversion, 8 to 65536 MiB. Default 64.
+    #[serde(default = "default_convert_memory_mib")]
+    convert_memory_mib: usize,
+    /// Seconds `run` waits for the current step to finish after SIGTERM before it exits
+    /// anyway, 1 to 3600 (the ledger makes the next start resume). Default 30.
+    #[serde(default = "default_shutdown_grace_secs")]
+    shutdown_grace_secs: u64,
     #[serde(default)]
     aws: AwsSettings,
     #[serde(default)]
@@ -67,6 +128,111 @@ fn default_prefix() -> String {
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/lakemesh")
+}
+
+fn default_settle_secs() -> u64 {
+    30
+}
+
+fn default_rescan_secs() -> u64 {
+    60
+}
+
+fn default_archive_retention_days() -> u64 {
+    30
+}
+
+fn default_upload_concurrency() -> usize {
+    4
+}
+
+const MIB: u64 = 1024 * 1024;
+/// S3's smallest multipart part (all but the last).
+pub const MIN_PART_BYTES: u64 = 5 * MIB;
+/// S3's largest single PUT and largest part.
+pub const MAX_PART_BYTES: u64 = 5 * 1024 * MIB;
+
+fn default_multipart_threshold_bytes() -> u64 {
+    16 * MIB
+}
+
+fn default_multipart_part_bytes() -> u64 {
+    16 * MIB
+}
+
+fn default_part_attempts() -> u32 {
+    5
+}
+
+fn default_retry_initial_secs() -> u64 {
+    2
+}
+
+fn default_retry_max_secs() -> u64 {
+    300
+}
+
+fn default_convert_threads() -> usize {
+    1
+}
+
+fn default_convert_memory_mib() -> usize {
+    64
+}
+
+fn default_shutdown_grace_secs() -> u64 {
+    30
+}
+
+/// How the service behaves: folder protocol, upload and retry settings (validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// `settle_secs`.
+    pub settle: Duration,
+    /// `require_marker`.
+    pub require_marker: bool,
+    /// `rescan_secs`.
+    pub rescan: Duration,
+    /// `archive_retention_days`.
+    pub archive_retention_days: u64,
+    /// `upload_concurrency`.
+    pub upload_concurrency: usize,
+    /// `multipart_threshold_bytes`.
+    pub multipart_threshold_bytes: u64,
+    /// `multipart_part_bytes`.
+    pub multipart_part_bytes: u64,
+    /// `part_attempts`.
+    pub part_attempts: u32,
+    /// `retry_initial_secs`.
+    pub retry_initial: Duration,
+    /// `retry_max_secs`.
+    pub retry_max: Duration,
+    /// `convert_threads` (0 resolved to the number of cores).
+    pub convert_threads: usize,
+    /// `convert_memory_mib`, in bytes.
+    pub convert_memory_bytes: usize,
+    /// `shutdown_grace_secs`.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            settle: Duration::from_secs(default_settle_secs()),
+            require_marker: false,
+            rescan: Duration::from_secs(default_rescan_secs()),
+            archive_retention_days: default_archive_retention_days(),
+            upload_concurrency: default_upload_concurrency(),
+            multipart_threshold_bytes: default_multipart_threshold_bytes(),
+            multipart_part_bytes: default_multipart_part_bytes(),
+            part_attempts: default_part_attempts(),
+            retry_initial: Duration::from_secs(default_retry_initial_secs()),
+            retry_max: Duration::from_secs(default_retry_max_secs()),
+            convert_threads: 1,
+            convert_memory_bytes: default_convert_memory_mib() * MIB as usize,
+            shutdown_grace: Duration::from_secs(default_shutdown_grace_secs()),
+        }
+    }
 }
 
 /// A validated agent configuration.
@@ -85,6 +251,10 @@ pub struct AgentConfig {
     pub pseudonym_key_file: Option<PathBuf>,
     /// ledger.sqlite, spool/, inbox/P, work/P, archive/P, failed/P.
     pub state_dir: PathBuf,
+    /// Converted batches waiting for upload.
+    pub spool_dir: PathBuf,
+    /// Folder protocol, upload and retry settings.
+    pub service: ServiceSettings,
     pub aws: AwsSettings,
     pub products: Vec<Contract>,
 }
@@ -115,12 +285,119 @@ impl AgentConfig {
             ));
         }
         raw.aws.validate().map_err(|e| bad(e.key, e.reason))?;
+        let range = |key: &str, v: u64, lo: u64, hi: u64, unit: &str| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(bad(
+                    key,
+                    format!("{v} is out of range; use {lo} to {hi}{unit}"),
+                ))
+            }
+        };
+        range("settle_secs", raw.settle_secs, 0, 86_400, " seconds")?;
+        range("rescan_secs", raw.rescan_secs, 1, 3600, " seconds")?;
+        range(
+            "archive_retention_days",
+            raw.archive_retention_days,
+            0,
+            3650,
+            " days",
+        )?;
+        range(
+            "upload_concurrency",
+            raw.upload_concurrency as u64,
+            1,
+            64,
+            "",
+        )?;
+        range(
+            "multipart_threshold_bytes",
+            raw.multipart_threshold_bytes,
+            MIN_PART_BYTES,
+            MAX_PART_BYTES,
+            " bytes",
+        )?;
+        range(
+            "multipart_part_bytes",
+            raw.multipart_part_bytes,
+            MIN_PART_BYTES,
+            MAX_PART_BYTES,
+            " bytes",
+        )?;
+        range("part_attempts", u64::from(raw.part_attempts), 1, 20, "")?;
+        range(
+            "retry_initial_secs",
+            raw.retry_initial_secs,
+            1,
+            3600,
+            " seconds",
+        )?;
+        range(
+            "retry_max_secs",
+            raw.retry_max_secs,
+            raw.retry_initial_secs,
+            86_400,
+            " seconds (at least retry_initial_secs)",
+        )?;
+        range("convert_threads", raw.convert_threads as u64, 0, 256, "")?;
+        range(
+            "convert_memory_mib",
+            raw.convert_memory_mib as u64,
+            8,
+            65_536,
+            " MiB",
+        )?;
+        range(
+            "shutdown_grace_secs",
+            raw.shutdown_grace_secs,
+            1,
+            3600,
+            " seconds",
+        )?;
+        if raw.state_dir.as_os_str().is_empty() || !raw.state_dir.is_absolute() {
+            return Err(bad(
+                "state_dir",
+                format!("{:?} must be an absolute path", raw.state_dir),
+            ));
+        }
+        if let Some(s) = &raw.spool_dir
+            && !s.is_absolute()
+        {
+            return Err(bad("spool_dir", format!("{s:?} must be an absolute path")));
+        }
+        let service = ServiceSettings {
+            settle: Duration::from_secs(raw.settle_secs),
+            require_marker: raw.require_marker,
+            rescan: Duration::from_secs(raw.rescan_secs),
+            archive_retention_days: raw.archive_retention_days,
+            upload_concurrency: raw.upload_concurrency,
+            multipart_threshold_bytes: raw.multipart_threshold_bytes,
+            multipart_part_bytes: raw.multipart_part_bytes,
+            part_attempts: raw.part_attempts,
+            retry_initial: Duration::from_secs(raw.retry_initial_secs),
+            retry_max: Duration::from_secs(raw.retry_max_secs),
+            convert_threads: match raw.convert_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
+            convert_memory_bytes: raw.convert_memory_mib * MIB as usize,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
+        };
         let mut products = Vec::with_capacity(raw.product.len());
         for (i, p) in raw.product.into_iter().enumerate() {
             let c = Contract::try_from(p).map_err(|source| ConfigError::Product {
                 path: path.into(),
                 source,
             })?;
+            if let Some(inbox) = &c.inbox
+                && !inbox.is_absolute()
+            {
+                return Err(bad(
+                    &format!("product[{i}].inbox"),
+                    format!("{inbox:?} must be an absolute path"),
+                ));
+            }
             if products.iter().any(|q: &Contract| q.name == c.name) {
                 return Err(bad(
                     &format!("product[{i}].name"),
@@ -142,7 +419,9 @@ impl AgentConfig {
             prefix,
             queue_url: raw.queue_url,
             pseudonym_key_file: raw.pseudonym_key_file,
+            spool_dir: raw.spool_dir.unwrap_or_else(|| raw.state_dir.join("spool")),
             state_dir: raw.state_dir,
+            service,
             aws: raw.aws,
             products,
         })
@@ -239,6 +518,45 @@ columns = [
             .unwrap_err()
             .to_string();
         assert!(e.contains("`prefix`"), "{e}");
+    }
+
+    #[test]
+    fn service_defaults() {
+        let c = load(CFG).unwrap();
+        assert_eq!(c.service, ServiceSettings::default());
+        assert_eq!(c.service.settle, Duration::from_secs(30));
+        assert!(!c.service.require_marker);
+        assert_eq!(c.spool_dir, PathBuf::from("/var/lib/lakemesh/spool"));
+    }
+
+    #[test]
+    fn service_keys_are_checked_and_named() {
+        let with = |extra: &str| load(&CFG.replace("[aws]", &format!("{extra}\n[aws]")));
+        let c = with("settle_secs = 1\nrequire_marker = true\nupload_concurrency = 2").unwrap();
+        assert_eq!(c.service.settle, Duration::from_secs(1));
+        assert!(c.service.require_marker);
+        assert_eq!(c.service.upload_concurrency, 2);
+        for (line, key) in [
+            ("upload_concurrency = 0", "`upload_concurrency`"),
+            ("multipart_part_bytes = 1024", "`multipart_part_bytes`"),
+            ("rescan_secs = 0", "`rescan_secs`"),
+            (
+                "retry_initial_secs = 10\nretry_max_secs = 5",
+                "`retry_max_secs`",
+            ),
+            ("spool_dir = \"spool\"", "`spool_dir`"),
+            ("settle_sec = 3", "settle_sec"),
+        ] {
+            let e = with(line).unwrap_err().to_string();
+            assert!(e.contains(key), "{line}: {e}");
+        }
+        let e = load(&CFG.replace(
+            "name = \"hospital_stays\"",
+            "name = \"hospital_stays\"\ninbox = \"rel/inbox\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`product[0].inbox`"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `lakemesh-agent`: command line of the producer agent. Parses arguments, loads settings, runs
-//! the library and maps the outcome to an exit code (0 ok, 1 error, 2 file rejected).
+//! `lakemesh-agent`: command line of the producer agent. Parses arguments, initialises logging,
+//! starts the runtime, runs the library and maps the outcome to an exit code (0 ok, 1 error,
+//! 2 file rejected).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,10 @@ use lakemesh_agent::contract::{Contract, CsvSettings, RawContract};
 use lakemesh_agent::convert::{ConvertError, ConvertOptions, convert_file};
 use lakemesh_agent::infer;
 use lakemesh_agent::pii::PseudonymKey;
+use lakemesh_agent::service::{self, Ingested};
+
+/// Where the service's configuration lives unless `--config` says otherwise.
+const DEFAULT_CONFIG: &str = "/etc/lakemesh/agent.toml";
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +63,52 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// The service: watch the inboxes, convert, upload, announce (until SIGTERM; SIGHUP reloads).
+    Run {
+        /// The agent configuration.
+        #[arg(long, env = "LAKEMESH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Convert, upload and announce one file now (the file is copied; the original stays).
+    Ingest {
+        /// The CSV export.
+        file: PathBuf,
+        /// The product it belongs to.
+        #[arg(long)]
+        product: String,
+        /// Announce it even if the same content was delivered before.
+        #[arg(long)]
+        force: bool,
+        /// The agent configuration.
+        #[arg(long, env = "LAKEMESH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show the backlog, failed files and the last error.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The agent configuration.
+        #[arg(long, env = "LAKEMESH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Send failed files back to the inbox (after the export or the contract was fixed).
+    Retry {
+        /// The product.
+        #[arg(long)]
+        product: String,
+        /// Names in failed/PRODUCT/ (default: every failed file of the product).
+        files: Vec<String>,
+        /// The agent configuration.
+        #[arg(long, env = "LAKEMESH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and check that the bucket and the queue answer.
+    CheckConfig {
+        /// The agent configuration.
+        #[arg(long, env = "LAKEMESH_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Read every row of an export and print a contract to review and pin.
     Infer {
         file: PathBuf,
@@ -85,26 +136,148 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    lakemesh_shared::logging::init_stderr();
-    match run(cli) {
-        Ok(code) => code,
+    let result = match cli.command {
+        Command::Run { .. }
+        | Command::Ingest { .. }
+        | Command::Status { .. }
+        | Command::Retry { .. }
+        | Command::CheckConfig { .. } => {
+            if matches!(cli.command, Command::Run { .. }) {
+                lakemesh_shared::logging::init();
+            } else {
+                lakemesh_shared::logging::init_stderr();
+            }
+            let is_run = matches!(cli.command, Command::Run { .. });
+            let r = deliver(cli.command).await;
+            if is_run {
+                // A conversion abandoned at shutdown may still run on a blocking thread: do
+                // not wait for it (the ledger makes the next start convert again).
+                let code = exit_code(r);
+                log::logger().flush();
+                std::process::exit(i32::from(code.1));
+            }
+            r
+        }
+        other => {
+            lakemesh_shared::logging::init_stderr();
+            run(other)
+        }
+    };
+    exit_code(result).0
+}
+
+/// The exit code of a command's result, printing the error chain once.
+fn exit_code(result: Result<ExitCode>) -> (ExitCode, u8) {
+    match result {
+        Ok(code) => (code, if code == ExitCode::SUCCESS { 0 } else { 2 }),
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<ConvertError>()
                 .is_some_and(ConvertError::is_rejection)
             {
-                ExitCode::from(2)
+                (ExitCode::from(2), 2)
             } else {
-                ExitCode::from(1)
+                (ExitCode::from(1), 1)
             }
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
+/// The commands that deliver or report on delivery.
+async fn deliver(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            service::run(&config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest {
+            file,
+            product,
+            force,
+            config,
+        } => match service::ingest(&config, &file, &product, force).await? {
+            Ingested::Delivered(d) => {
+                println!(
+                    "{}: delivered {} batch {}: {} rows, {} objects, {} bytes (message {})",
+                    file.display(),
+                    d.product,
+                    d.batch_id,
+                    d.rows,
+                    d.objects,
+                    d.bytes,
+                    d.message_id
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Ingested::Duplicate { of } => {
+                println!(
+                    "{}: same content as file {of}, delivered already; not announced again (--force sends it again)",
+                    file.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Ingested::Refused { path, reason } => {
+                eprintln!("error: {reason}\nthe file is in {}", path.display());
+                Ok(ExitCode::from(2))
+            }
+            Ingested::Spooled { error } => bail!(
+                "{error}\n{}: converted and kept in the spool; `lakemesh-agent run` delivers it",
+                file.display()
+            ),
+        },
+        Command::Status { json, config } => {
+            let cfg = AgentConfig::load(&config)?;
+            let st = lakemesh_agent::status::read(&cfg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{}", st.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry {
+            product,
+            files,
+            config,
+        } => {
+            let cfg = AgentConfig::load(&config)?;
+            let moved = lakemesh_agent::retry::retry(&cfg, &product, &files)?;
+            for p in &moved {
+                println!("{}: back in the inbox", p.display());
+            }
+            if moved.is_empty() {
+                println!("no failed file of {product} to retry");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            let cfg = match AgentConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("FAILED  config {}: {e}", config.display());
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let sdk = service::sdk_config(&cfg).await?;
+            let checks = lakemesh_agent::check::check(&cfg, &sdk).await;
+            for c in &checks {
+                println!("{c}");
+            }
+            Ok(if checks.iter().all(|c| c.outcome.is_ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        _ => bail!("not a delivery command"),
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
         Command::Convert {
             file,
             contract,
@@ -229,6 +402,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        _ => bail!("not a local command"),
     }
 }
 

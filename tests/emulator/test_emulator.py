@@ -108,7 +108,7 @@ class LauncherTest(unittest.TestCase):
     def test_s3_and_sqs_answer_on_the_given_port(self):
         port = free_port()
         emu = self.start("--port", str(port), "--quiet")
-        self.assertRegex(emu.ready_line, rf"^lakemesh-emulator: ready http://127\.0\.0\.1:{port} moto 5\.2\.5 extensions: none$")
+        self.assertRegex(emu.ready_line, rf"^lakemesh-emulator: ready http://127\.0\.0\.1:{port} moto 5\.2\.5 extensions: s3-headbucket-permission$")
 
         s3 = emu.client("s3")
         s3.create_bucket(Bucket="probe", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
@@ -133,7 +133,11 @@ class LauncherTest(unittest.TestCase):
         emu = self.start("--port", "0", "--quiet")
         with urllib.request.urlopen(f"{emu.url}/_lakemesh/health", timeout=5) as r:
             body = json.load(r)
-        self.assertEqual(body, {"ready": True, "moto": "5.2.5", "extensions": []})
+        self.assertEqual(body["ready"], True)
+        self.assertEqual(body["moto"], "5.2.5")
+        self.assertEqual([e["name"] for e in body["extensions"]], ["s3-headbucket-permission"])
+        self.assertTrue(body["extensions"][0]["installed"])
+        self.assertIn("s3 IAM action of HeadBucket", body["extensions"][0]["changes"][0])
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"{emu.url}/_lakemesh/nope", timeout=5)
         self.assertEqual(e.exception.code, 404)
@@ -207,6 +211,34 @@ class LauncherTest(unittest.TestCase):
             emu._drain.join(5)
         self.assertTrue(any(f"cannot listen on 127.0.0.1:{port}" in line for line in emu.stderr), emu.stderr)
 
+    def test_head_bucket_is_authorised_by_list_bucket(self):
+        emu = self.start("--port", "0", "--quiet")
+        s3 = emu.client("s3")
+        s3.create_bucket(Bucket="probe", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+        iam = emu.client("iam")
+        keys = {}
+        for user, action in [("lister", "s3:ListBucket"), ("putter", "s3:PutObject")]:
+            iam.create_user(UserName=user)
+            iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": action, "Resource": "arn:aws:s3:::probe"}]}))
+            k = iam.create_access_key(UserName=user)["AccessKey"]
+            keys[user] = (k["AccessKeyId"], k["SecretAccessKey"])
+        import urllib.request
+        urllib.request.urlopen(urllib.request.Request(f"{emu.url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}), timeout=5)
+        import boto3
+        import botocore.exceptions
+
+        def as_user(user):
+            key, secret = keys[user]
+            return boto3.client("s3", endpoint_url=emu.url, aws_access_key_id=key, aws_secret_access_key=secret,
+                                region_name="eu-west-3")
+
+        as_user("lister").head_bucket(Bucket="probe")
+        with self.assertRaises(botocore.exceptions.ClientError) as e:
+            as_user("putter").head_bucket(Bucket="probe")
+        self.assertEqual(e.exception.response["ResponseMetadata"]["HTTPStatusCode"], 403)
+
     def test_non_loopback_host_is_refused(self):
         r = subprocess.run([str(RUN), "--port", "0", "--host", "0.0.0.0"], capture_output=True, text=True,
                            timeout=60, stdin=subprocess.DEVNULL)
@@ -217,11 +249,12 @@ class LauncherTest(unittest.TestCase):
         r = subprocess.run([str(RUN), "--help"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("--port N", r.stdout)
-        self.assertIn("extensions:\n  none yet", r.stdout)
+        self.assertIn("extensions:\n  s3-headbucket-permission (s3): HeadBucket is authorised by s3:ListBucket", r.stdout)
 
     def test_extension_from_path_is_served_through_boto3(self):
         emu = self.start("--port", "0", "--quiet", "--extension-path", str(HERE / "fixtures"))
-        self.assertTrue(emu.ready_line.endswith("extensions: probe-get-data-lake-principal"), emu.ready_line)
+        self.assertTrue(
+            emu.ready_line.endswith("extensions: probe-get-data-lake-principal,s3-headbucket-permission"), emu.ready_line)
         lf = emu.client("lakeformation")
         self.assertEqual(lf.get_data_lake_principal()["Identity"], "arn:aws:sts::123456789012:user/moto")
         # moto's own calls still work beside it

@@ -8,14 +8,16 @@ Owns:
   unless told to (`replace=True`, with a reason that `--help` and the control endpoint show):
   `add_action` (a method on a moto Response class, i.e. a new API action),
   `add_backend_method` (a method on a moto backend model),
-  `add_url_path` (a URL route of a service, for REST-style services such as Lake Formation);
+  `add_url_path` (a URL route of a service, for REST-style services such as Lake Formation),
+  `set_mapping` (an entry of one of moto's lookup tables);
 - the emulator's own control endpoints, beside moto's `/moto-api/`:
   `GET /_lakemesh/health` -> {"ready": true, "moto": VERSION, "extensions": [...]}.
 
 Does not own: starting the server (server.py), the venv (run), or any AWS behaviour of its own:
 an extension implements an AWS API call faithfully to the AWS API reference, with its own tests,
-or it is not written. Today no extension is registered; the daemon's issue adds Lake Formation
-data cells filters and crawler behaviour here.
+or it is not written. Registered today: `s3-headbucket-permission` (HeadBucket authorised by
+s3:ListBucket, as in AWS); the daemon's issue adds Lake Formation data cells filters and crawler
+behaviour here.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "add_action",
     "add_backend_method",
     "add_url_path",
+    "set_mapping",
     "control_middleware",
     "extension",
     "install_all",
@@ -193,6 +196,36 @@ def add_url_path(
     existed = path in paths
     paths[path] = handler
     _record(("replaced" if existed else "added") + f" url path {path} of {module}" + (f": {reason}" if existed else ""))
+
+
+def set_mapping(
+    mapping: dict[str, Any],
+    key: str,
+    value: Any,
+    what: str,
+    *,
+    replace: bool = False,
+    reason: str = "",
+) -> None:
+    """Set `mapping[key] = value` in one of moto's lookup tables (an action-name map, say).
+
+    `what` names the entry for --help and the control endpoint ("s3 IAM action of HeadBucket").
+    Like the other helpers it refuses to overwrite an existing entry unless `replace`, and a
+    replacement needs a reason.
+    """
+    if not isinstance(mapping, dict):
+        raise ExtensionError(f"{what}: {mapping!r} is not a dict")
+    existed = key in mapping
+    if existed and not replace:
+        raise ExtensionError(f"{what}: moto already sets {key!r} = {mapping[key]!r}; pass replace=True with a reason")
+    if existed and not reason:
+        raise ExtensionError(f"{what}: replacing needs a reason")
+    old = mapping.get(key)
+    mapping[key] = value
+    if existed:
+        _record(f"replaced {what} ({old!r} -> {value!r}): {reason}")
+    else:
+        _record(f"added {what} ({value!r})")
 
 
 def _import_builtin() -> None:

@@ -13,5 +13,5 @@ A module registers itself on import and changes moto only inside its install fun
         add_url_path(urls, "{0}/CreateDataCellsFilter$", urls.response.dispatch)
 
 Each extension comes with tests in tests/emulator/ that call it through boto3, as a client would.
-None is registered yet.
+Registered: s3_headbucket_permission.
 """
