@@ -28,6 +28,30 @@ impl std::fmt::Display for Check {
 
 /// Runs every check of a loaded configuration.
 pub async fn check(cfg: &AgentConfig, sdk: &lakemesh_shared::aws::SdkConfig) -> Vec<Check> {
+    let mut out = check_local(cfg);
+    let s3 = S3::new(lakemesh_shared::aws::s3_client(sdk, &cfg.aws), &cfg.bucket);
+    out.push(Check {
+        what: format!("bucket s3://{}", cfg.bucket),
+        outcome: s3
+            .head_bucket()
+            .await
+            .map(|()| "reachable (HeadBucket)".into())
+            .map_err(|e| e.to_string()),
+    });
+    let sqs = Sqs::new(aws_sdk_sqs::Client::new(sdk), &cfg.queue_url);
+    out.push(Check {
+        what: format!("queue {}", cfg.queue_url),
+        outcome: sqs
+            .get_queue_attributes()
+            .await
+            .map(|()| "reachable (GetQueueAttributes)".into())
+            .map_err(|e| e.to_string()),
+    });
+    out
+}
+
+/// The checks that need no network: the configuration and the state folders.
+pub fn check_local(cfg: &AgentConfig) -> Vec<Check> {
     let mut out = vec![Check {
         what: format!("config {}", cfg.path.display()),
         outcome: Ok(format!(
@@ -45,24 +69,6 @@ pub async fn check(cfg: &AgentConfig, sdk: &lakemesh_shared::aws::SdkConfig) -> 
         what: format!("state_dir {}", layout.state_dir.display()),
         outcome: writable
             .map(|()| "writable; inbox, work, archive and failed folders present".into())
-            .map_err(|e| e.to_string()),
-    });
-    let s3 = S3::new(lakemesh_shared::aws::s3_client(sdk, &cfg.aws), &cfg.bucket);
-    out.push(Check {
-        what: format!("bucket s3://{}", cfg.bucket),
-        outcome: s3
-            .head_bucket()
-            .await
-            .map(|()| "reachable (HeadBucket)".into())
-            .map_err(|e| e.to_string()),
-    });
-    let sqs = Sqs::new(aws_sdk_sqs::Client::new(sdk), &cfg.queue_url);
-    out.push(Check {
-        what: format!("queue {}", cfg.queue_url),
-        outcome: sqs
-            .get_queue_attributes()
-            .await
-            .map(|()| "reachable (GetQueueAttributes)".into())
             .map_err(|e| e.to_string()),
     });
     out

@@ -108,6 +108,10 @@ enum Command {
         /// The agent configuration.
         #[arg(long, env = "LAKEMESH_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Skip the AWS checks (the service's ExecStartPre: the agent must start, and spool,
+        /// while the network is down).
+        #[arg(long)]
+        offline: bool,
     },
     /// Read every row of an export and print a contract to review and pin.
     Infer {
@@ -253,7 +257,7 @@ async fn deliver(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { config } => {
+        Command::CheckConfig { config, offline } => {
             let cfg = match AgentConfig::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -261,8 +265,12 @@ async fn deliver(command: Command) -> Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            let sdk = service::sdk_config(&cfg).await?;
-            let checks = lakemesh_agent::check::check(&cfg, &sdk).await;
+            let checks = if offline {
+                lakemesh_agent::check::check_local(&cfg)
+            } else {
+                let sdk = service::sdk_config(&cfg).await?;
+                lakemesh_agent::check::check(&cfg, &sdk).await
+            };
             for c in &checks {
                 println!("{c}");
             }

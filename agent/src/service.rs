@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lakemesh_shared::lifecycle;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -159,6 +160,18 @@ pub async fn run(config_path: &Path) -> Result<(), ServiceError> {
         cfg.products.len(),
         cfg.state_dir.display()
     );
+    if let Some(every) = lifecycle::watchdog_interval() {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = tick.tick() => lifecycle::watchdog_ping(),
+                }
+            }
+        });
+    }
     loop {
         let sdk = sdk_config(&cfg).await?;
         let agent = Agent::new(cfg.clone(), &sdk)?;
@@ -185,6 +198,15 @@ pub async fn run(config_path: &Path) -> Result<(), ServiceError> {
             Arc::clone(&to_deliver),
         ));
         tracker.close();
+        let products: Vec<&str> = cfg.products.iter().map(|p| p.name.as_str()).collect();
+        let line = format!(
+            "delivering {} to s3://{}/{}",
+            products.join(", "),
+            cfg.bucket,
+            cfg.prefix
+        );
+        // READY=1 at start and again after each reload (systemd waits for it then)
+        lifecycle::ready(&line);
         let grace = cfg.service.shutdown_grace;
         let reloaded = loop {
             tokio::select! {
@@ -196,6 +218,11 @@ pub async fn run(config_path: &Path) -> Result<(), ServiceError> {
             }
         };
         generation.cancel();
+        if reloaded.is_some() {
+            lifecycle::reloading();
+        } else {
+            lifecycle::stopping();
+        }
         if reloaded.is_some() {
             // A reload waits for the current steps (a conversion runs to its end), so the old
             // and the new configuration never work on one file at the same time.

@@ -17,6 +17,7 @@
 
 pub mod announcement;
 pub mod aws;
+pub mod lifecycle;
 pub mod logging;
 pub mod names;
 #[cfg(feature = "testbed")]

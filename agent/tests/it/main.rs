@@ -16,3 +16,4 @@ mod least_privilege;
 mod multipart;
 mod offline;
 mod support;
+mod systemd;
