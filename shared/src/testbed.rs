@@ -267,23 +267,30 @@ impl Emulator {
     /// the kernel's choice, so no other process can take it in between) and waits until it
     /// answers. Stopped when dropped.
     pub fn start() -> Result<Self, TestbedError> {
-        Self::launch(false)
+        Self::launch(false, 0)
+    }
+
+    /// Starts a dedicated emulator on `port` (the port of one that was stopped: an outage and
+    /// its end, as clients see them). It starts empty: moto keeps its state in memory.
+    pub fn start_on(port: u16) -> Result<Self, TestbedError> {
+        Self::launch(false, port)
     }
 
     /// The emulator shared by every test of this test binary, started on first use. Tests keep
     /// apart by using [`Emulator::fresh_bucket`]/[`Emulator::fresh_queue`]; requests that change
     /// global state ([`Emulator::reset_auth`]) are refused on it.
     pub fn shared() -> Result<&'static Self, TestbedError> {
-        match SHARED.get_or_init(|| Self::launch(true).map_err(|e| e.to_string())) {
+        match SHARED.get_or_init(|| Self::launch(true, 0).map_err(|e| e.to_string())) {
             Ok(e) => Ok(e),
             Err(message) => Err(TestbedError::SharedUnavailable(message.clone())),
         }
     }
 
-    fn launch(shared: bool) -> Result<Self, TestbedError> {
+    fn launch(shared: bool, port: u16) -> Result<Self, TestbedError> {
         prepare_venv()?;
         let run = launcher();
-        let args = ["--port", "0", "--watch-parent"];
+        let port = port.to_string();
+        let args = ["--port", port.as_str(), "--watch-parent"];
         let command = format!("{} {}", run.display(), args.join(" "));
         let mut child = Command::new(&run)
             .args(args)
@@ -457,7 +464,13 @@ impl Emulator {
     /// Creates a bucket named `{prefix}-{pid}-{n}` (unique in this process) in [`REGION`] and
     /// returns its name. `prefix`: 1 to 30 characters `a-z 0-9 -`, starting with a letter.
     pub async fn fresh_bucket(&self, prefix: &str) -> Result<String, TestbedError> {
-        let bucket = unique_name(prefix)?;
+        self.create_bucket(&unique_name(prefix)?).await
+    }
+
+    /// Creates the bucket `bucket` in [`REGION`] (on an emulator restarted after an outage, the
+    /// bucket that was there) and returns its name.
+    pub async fn create_bucket(&self, bucket: &str) -> Result<String, TestbedError> {
+        let bucket = bucket.to_owned();
         let s3 = self.s3(&self.sdk_config().await);
         s3.create_bucket()
             .bucket(&bucket)
@@ -488,7 +501,17 @@ impl Emulator {
         prefix: &str,
         attributes: &[(QueueAttributeName, String)],
     ) -> Result<String, TestbedError> {
-        let queue = unique_name(prefix)?;
+        self.create_queue(&unique_name(prefix)?, attributes).await
+    }
+
+    /// Creates the standard queue `queue` (on an emulator restarted after an outage, the queue
+    /// that was there) and returns its URL.
+    pub async fn create_queue(
+        &self,
+        queue: &str,
+        attributes: &[(QueueAttributeName, String)],
+    ) -> Result<String, TestbedError> {
+        let queue = queue.to_owned();
         let sqs = self.sqs(&self.sdk_config().await);
         let mut req = sqs.create_queue().queue_name(&queue);
         for (k, v) in attributes {
