@@ -77,7 +77,7 @@ async fn an_outage_of_the_emulator_itself_loses_nothing() {
     // producer's bucket and queue are created again and everything dropped meanwhile arrives.
     let e1 = Emulator::start().unwrap();
     let port = e1.port();
-    let mut site = Site::new(&e1, "outage").await;
+    let site = Site::new(&e1, "outage").await;
     site.write_config();
     let mut agent = site.start(None);
     site.drop_file("a_before.csv", "id,adm\n1,2024-01-01\n");
