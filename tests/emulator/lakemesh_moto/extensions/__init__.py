@@ -12,6 +12,6 @@ A module registers itself on import and changes moto only inside its install fun
         add_action(responses.LakeFormationResponse, "CreateDataCellsFilter", _create_response)
         add_url_path(urls, "{0}/CreateDataCellsFilter$", urls.response.dispatch)
 
-Each extension comes with tests in tests/emulator/ that call it through boto3, as a client would.
-None is registered yet.
+Each extension comes with tests in tests/emulator/ that call it through boto3, as a client would:
+glue_crawler_runs.py (test_glue_crawler.py), lakeformation_permissions.py (test_lakeformation.py).
 """
