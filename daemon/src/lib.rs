@@ -1,0 +1,4 @@
+//! lakemesh-syncd.
+pub mod config;
+pub mod lint;
+pub mod policy;
