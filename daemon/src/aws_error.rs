@@ -75,12 +75,22 @@ impl AwsError {
             }
             _ => false,
         };
+        // A service's own answer reads best as its code and message; anything else (timeouts,
+        // connection errors, unreadable answers) with the SDK's whole chain.
+        let message = match (&err, &code) {
+            (SdkError::ServiceError(_), Some(c)) => format!(
+                "{c}: {} (HTTP {})",
+                err.message().unwrap_or("no message"),
+                status.map_or_else(|| "?".to_owned(), |s| s.to_string())
+            ),
+            _ => DisplayErrorContext(&err).to_string(),
+        };
         Self {
             service,
             operation,
             resource: resource.into(),
             code,
-            message: DisplayErrorContext(&err).to_string(),
+            message,
             transient,
         }
     }

@@ -106,6 +106,11 @@ enum StepError {
 }
 
 impl StepError {
+    /// The work stopped because the daemon is shutting down.
+    fn is_shutdown(&self) -> bool {
+        matches!(self, Self::Catalog(CatalogError::Shutdown))
+    }
+
     fn is_transient(&self) -> bool {
         match self {
             Self::Validate(e) => e.is_transient(),
@@ -193,6 +198,9 @@ impl Daemon {
                 () = shutdown.cancelled() => break,
             };
             let n = (1 + permits.available_permits()).min(10);
+            // An empty answer ends a drain only if no work was running when the receive
+            // started: running work may still release its message back to the queue.
+            let idle = tracker.is_empty();
             let received = tokio::select! {
                 r = sqs.receive(n as i32, self.settings.wait_time, self.settings.visibility_timeout) => r,
                 () = shutdown.cancelled() => break,
@@ -224,11 +232,11 @@ impl Daemon {
             };
             if messages.is_empty() {
                 drop(first);
+                if once && idle {
+                    break;
+                }
                 if once {
-                    if tracker.is_empty() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 continue;
             }
@@ -288,9 +296,13 @@ impl Daemon {
             }
         };
         let outcome = tokio::select! {
-            o = self.process(&m) => Some(o),
-            () = heartbeat => None,
+            biased;
             () = self.work.cancelled() => None,
+            o = self.process(&m) => match o {
+                Outcome::Failed(e) if e.is_shutdown() => None,
+                o => Some(o),
+            },
+            () = heartbeat => None,
         };
         let secs = started.elapsed().as_secs_f64();
         match outcome {

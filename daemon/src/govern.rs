@@ -77,8 +77,9 @@ pub struct Governor {
     glue: Glue,
     settings: Arc<Settings>,
     policy: Arc<Policy>,
-    /// Locations and databases already set up by this process.
-    done: Mutex<BTreeSet<String>>,
+    /// Locations and databases already set up by this process (held while one is set up, so
+    /// no message goes on before its setup is complete).
+    done: tokio::sync::Mutex<BTreeSet<String>>,
     /// One policy application per table at a time.
     tables: Mutex<HashMap<TableRef, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -231,7 +232,7 @@ impl Governor {
             glue,
             settings,
             policy,
-            done: Mutex::new(BTreeSet::new()),
+            done: tokio::sync::Mutex::new(BTreeSet::new()),
             tables: Mutex::new(HashMap::new()),
         })
     }
@@ -241,18 +242,12 @@ impl Governor {
         &self.lf
     }
 
-    fn first_time(&self, key: String) -> bool {
-        self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key)
-    }
-
-    fn forget(&self, key: &str) {
-        self.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
-    }
-
     /// Registers the producer's location with the registration role (once per process).
     pub async fn register_location(&self, producer: &Producer) -> Result<(), GovernError> {
         let arn = producer.location_arn();
-        if !self.first_time(format!("location {arn}")) {
+        let key = format!("location {arn}");
+        let mut done = self.done.lock().await;
+        if done.contains(&key) {
             return Ok(());
         }
         let role = &self.settings.registration_role_arn;
@@ -276,8 +271,8 @@ impl Governor {
             }
         }
         .await;
-        if r.is_err() {
-            self.forget(&format!("location {arn}"));
+        if r.is_ok() {
+            done.insert(key);
         }
         r
     }
@@ -286,12 +281,13 @@ impl Governor {
     /// revokes IAM_ALLOWED_PRINCIPALS from the database (once per process and database).
     pub async fn prepare_database(&self, database: &str, producer: &Producer) -> Result<(), GovernError> {
         let key = format!("database {database} {}", producer.id);
-        if !self.first_time(key.clone()) {
+        let mut done = self.done.lock().await;
+        if done.contains(&key) {
             return Ok(());
         }
         let r = self.prepare_database_now(database, producer).await;
-        if r.is_err() {
-            self.forget(&key);
+        if r.is_ok() {
+            done.insert(key);
         }
         r
     }
