@@ -68,9 +68,12 @@ impl AwsError {
         let status = err.raw_response().map(|r| r.status().as_u16());
         let code = err.code().map(str::to_owned);
         let transient = match &err {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
             SdkError::ServiceError(_) => {
-                code.as_deref().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                code.as_deref()
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c))
                     || status.is_some_and(|s| s >= 500 || s == 429)
             }
             _ => false,

@@ -50,7 +50,9 @@ pub enum CatalogError {
         secs: u64,
     },
     /// The product already belongs to another location in this database.
-    #[error("crawler {crawler} already targets {existing}, not {wanted}: two locations announce the same product into one database")]
+    #[error(
+        "crawler {crawler} already targets {existing}, not {wanted}: two locations announce the same product into one database"
+    )]
     Conflict {
         /// Crawler name.
         crawler: String,
@@ -141,7 +143,8 @@ impl Catalog {
 
     /// How many crawls this process started.
     pub fn crawls_started(&self) -> u64 {
-        self.crawls_started.load(std::sync::atomic::Ordering::Relaxed)
+        self.crawls_started
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The Glue adapter.
@@ -151,14 +154,24 @@ impl Catalog {
 
     /// Creates the database if needed (its tables get no IAM-only default permissions).
     /// `true` when this call created it.
-    pub async fn ensure_database(&self, database: &str, producer: &Producer, domain: &str) -> Result<bool, CatalogError> {
+    pub async fn ensure_database(
+        &self,
+        database: &str,
+        producer: &Producer,
+        domain: &str,
+    ) -> Result<bool, CatalogError> {
         if self.glue.get_database(database).await?.is_some() {
             return Ok(false);
         }
-        let description = format!("lakemesh: {domain} data of origin {} (producer {})", producer.origin, producer.id);
-        let created = backoff::retry(&format!("database {database}"), self.settings.retry_limit, || {
-            self.glue.create_database(database, &description)
-        })
+        let description = format!(
+            "lakemesh: {domain} data of origin {} (producer {})",
+            producer.origin, producer.id
+        );
+        let created = backoff::retry(
+            &format!("database {database}"),
+            self.settings.retry_limit,
+            || self.glue.create_database(database, &description),
+        )
         .await?;
         if created {
             log::info!("database={database}: created (CreateTableDefaultPermissions empty)");
@@ -167,7 +180,12 @@ impl Catalog {
     }
 
     /// The crawler spec of a product.
-    pub fn crawler_spec(&self, database: &str, location: &ProductLocation, producer: &Producer) -> Option<CrawlerSpec> {
+    pub fn crawler_spec(
+        &self,
+        database: &str,
+        location: &ProductLocation,
+        producer: &Producer,
+    ) -> Option<CrawlerSpec> {
         let role = self.settings.crawler_role_arn.clone()?;
         Some(CrawlerSpec {
             name: crawler_name(database, &location.product),
@@ -187,7 +205,8 @@ impl Catalog {
         let existing = match self.glue.get_crawler(&spec.name).await? {
             Some(c) => Some(c),
             None => {
-                let created = backoff::retry(&what, limit, || self.glue.create_crawler(spec)).await?;
+                let created =
+                    backoff::retry(&what, limit, || self.glue.create_crawler(spec)).await?;
                 if created {
                     log::info!("crawler={}: created on {}", spec.name, spec.path);
                     return Ok(spec.name.clone());
@@ -238,7 +257,10 @@ impl Catalog {
     /// while a crawl runs share the next one.
     pub async fn crawl(self: &Arc<Self>, crawler: &str) -> Result<(), CatalogError> {
         let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             Arc::clone(slots.entry(crawler.to_owned()).or_insert_with(|| {
                 Arc::new(Slot {
                     state: Mutex::new(SlotState::default()),
@@ -248,7 +270,10 @@ impl Catalog {
         };
         let mut rx = slot.done.subscribe();
         let target = {
-            let mut st = slot.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut st = slot
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let target = st.started + 1;
             st.requested = st.requested.max(target);
             if !st.running {
@@ -278,13 +303,19 @@ impl Catalog {
     async fn runner(self: Arc<Self>, crawler: String, slot: Arc<Slot>) {
         loop {
             let generation = {
-                let mut st = slot.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut st = slot
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 st.started += 1;
                 st.started
             };
             let result = self.crawl_once(&crawler).await;
             slot.done.send_replace((generation, Some(result)));
-            let mut st = slot.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut st = slot
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if st.requested <= generation {
                 st.running = false;
                 return;
@@ -302,7 +333,11 @@ impl Catalog {
         };
         let mut attempt = 0;
         let before = loop {
-            let before = self.glue.get_crawler(crawler).await?.and_then(|c| c.last_crawl);
+            let before = self
+                .glue
+                .get_crawler(crawler)
+                .await?
+                .and_then(|c| c.last_crawl);
             match self.glue.start_crawler(crawler).await {
                 Ok(()) => break before,
                 Err(e) if e.is("CrawlerRunningException") => {
@@ -316,26 +351,40 @@ impl Catalog {
                 }
                 Err(e)
                     if (e.is("EntityNotFoundException") || e.is_transient())
-                        && started.elapsed() + backoff::delay(attempt) <= self.settings.retry_limit =>
+                        && started.elapsed() + backoff::delay(attempt)
+                            <= self.settings.retry_limit =>
                 {
-                    log::warn!("crawler={crawler}: StartCrawler: {e}; retrying in {:?}", backoff::delay(attempt));
+                    log::warn!(
+                        "crawler={crawler}: StartCrawler: {e}; retrying in {:?}",
+                        backoff::delay(attempt)
+                    );
                     self.pause(backoff::delay(attempt)).await?;
                     attempt += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
         };
-        self.crawls_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.crawls_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         log::info!("crawler={crawler}: crawl started");
         loop {
             self.pause(self.settings.crawler_poll).await?;
             let Some(c) = self.glue.get_crawler(crawler).await? else {
-                return Err(AwsError::invalid_answer("Glue", "GetCrawler", crawler, "the crawler disappeared").into());
+                return Err(AwsError::invalid_answer(
+                    "Glue",
+                    "GetCrawler",
+                    crawler,
+                    "the crawler disappeared",
+                )
+                .into());
             };
             if c.state == "READY" && c.last_crawl.is_some() && c.last_crawl != before {
                 return match c.last_status.as_deref() {
                     Some("SUCCEEDED" | "COMPLETED") => {
-                        log::info!("crawler={crawler}: crawl succeeded in {:.1} s", started.elapsed().as_secs_f64());
+                        log::info!(
+                            "crawler={crawler}: crawl succeeded in {:.1} s",
+                            started.elapsed().as_secs_f64()
+                        );
                         Ok(())
                     }
                     other => Err(CatalogError::CrawlFailed {
@@ -353,11 +402,23 @@ impl Catalog {
 
     /// `catalog_mode = "direct"`: writes the table (Parquet SerDe, the announcement's columns,
     /// string partition keys) and adds the announcement's partitions. Returns partitions added.
-    pub async fn write_direct(&self, database: &str, a: &Announcement) -> Result<usize, CatalogError> {
+    pub async fn write_direct(
+        &self,
+        database: &str,
+        a: &Announcement,
+    ) -> Result<usize, CatalogError> {
         let view = TableView {
             name: a.product.clone(),
-            columns: a.columns.iter().map(|c| (c.name.clone(), c.ty.clone())).collect(),
-            partition_keys: a.partition_keys.iter().map(|k| (k.clone(), "string".to_owned())).collect(),
+            columns: a
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.ty.clone()))
+                .collect(),
+            partition_keys: a
+                .partition_keys
+                .iter()
+                .map(|k| (k.clone(), "string".to_owned()))
+                .collect(),
             location: Some(a.location.clone()),
             serde: Some(crate::glue::PARQUET_SERDE.to_owned()),
         };
@@ -367,23 +428,42 @@ impl Catalog {
         match &existing {
             Some(t) if *t == view => {}
             Some(_) => {
-                backoff::retry(&what, limit, || self.glue.put_parquet_table(database, &view, true)).await?;
-                log::info!("table={database}.{}: updated from announcement {}", a.product, a.announcement_id);
+                backoff::retry(&what, limit, || {
+                    self.glue.put_parquet_table(database, &view, true)
+                })
+                .await?;
+                log::info!(
+                    "table={database}.{}: updated from announcement {}",
+                    a.product,
+                    a.announcement_id
+                );
             }
             None => {
                 if let Err(e) = self.glue.put_parquet_table(database, &view, false).await {
                     if !e.is("AlreadyExistsException") {
                         return Err(e.into());
                     }
-                    backoff::retry(&what, limit, || self.glue.put_parquet_table(database, &view, true)).await?;
+                    backoff::retry(&what, limit, || {
+                        self.glue.put_parquet_table(database, &view, true)
+                    })
+                    .await?;
                 }
-                log::info!("table={database}.{}: created from announcement {}", a.product, a.announcement_id);
+                log::info!(
+                    "table={database}.{}: created from announcement {}",
+                    a.product,
+                    a.announcement_id
+                );
             }
         }
         let mut partitions: Vec<(Vec<String>, String)> = Vec::new();
         for o in a.objects.as_deref().unwrap_or_default() {
             let values: Vec<String> = o.partition.0.iter().map(|(_, v)| unescape(v)).collect();
-            let folder: String = o.partition.0.iter().map(|(k, v)| format!("{k}={v}/")).collect();
+            let folder: String = o
+                .partition
+                .0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}/"))
+                .collect();
             if !partitions.iter().any(|(v, _)| *v == values) {
                 partitions.push((values, format!("{}{folder}", a.location)));
             }
@@ -392,7 +472,8 @@ impl Catalog {
             return Ok(0);
         }
         let added = backoff::retry(&what, limit, || {
-            self.glue.add_partitions(database, &a.product, &view.columns, &partitions)
+            self.glue
+                .add_partitions(database, &a.product, &view.columns, &partitions)
         })
         .await?;
         Ok(added)
@@ -410,7 +491,9 @@ fn unescape(v: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && let Some(h) = v.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(h) = v
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(h);
             i += 3;
@@ -428,17 +511,33 @@ mod tests {
 
     #[test]
     fn crawler_settings_follow_the_folder_depth() {
-        let loc = ProductLocation::parse("s3://bucket/products/hospital_stays/", "hospital_stays").unwrap();
+        let loc = ProductLocation::parse("s3://bucket/products/hospital_stays/", "hospital_stays")
+            .unwrap();
         let c = crawler_configuration(&loc);
         assert_eq!(c["Grouping"]["TableLevelConfiguration"], 3);
-        assert_eq!(c["CrawlerOutput"]["Partitions"]["AddOrUpdateBehavior"], "InheritFromTable");
+        assert_eq!(
+            c["CrawlerOutput"]["Partitions"]["AddOrUpdateBehavior"],
+            "InheritFromTable"
+        );
         assert_eq!(c["CrawlerOutput"]["Tables"]["TableThreshold"], 1);
-        assert_eq!(c["Grouping"]["TableGroupingPolicy"], "CombineCompatibleSchemas");
+        assert_eq!(
+            c["Grouping"]["TableGroupingPolicy"],
+            "CombineCompatibleSchemas"
+        );
         let root = ProductLocation::parse("s3://bucket/hospital_stays/", "hospital_stays").unwrap();
-        assert_eq!(crawler_configuration(&root)["Grouping"]["TableLevelConfiguration"], 2);
+        assert_eq!(
+            crawler_configuration(&root)["Grouping"]["TableLevelConfiguration"],
+            2
+        );
         let deep = ProductLocation::parse("s3://bucket/a/b/c/t/", "t").unwrap();
-        assert_eq!(crawler_configuration(&deep)["Grouping"]["TableLevelConfiguration"], 5);
-        assert_eq!(crawler_name("hospital_activity_chu", "stays"), "lakemesh-hospital_activity_chu-stays");
+        assert_eq!(
+            crawler_configuration(&deep)["Grouping"]["TableLevelConfiguration"],
+            5
+        );
+        assert_eq!(
+            crawler_name("hospital_activity_chu", "stays"),
+            "lakemesh-hospital_activity_chu-stays"
+        );
     }
 
     #[test]

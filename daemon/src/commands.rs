@@ -15,28 +15,46 @@ use crate::govern::GovernError;
 use crate::policy::{Change, Policy, PolicyError};
 use crate::sqs::redrive;
 
-/// Why a command failed.
+/// Why a command failed (large errors boxed: this travels up to `main`).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// The configuration file.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(Box<ConfigError>),
     /// The policy file.
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(Box<PolicyError>),
     /// An AWS call.
     #[error(transparent)]
-    Aws(#[from] AwsError),
+    Aws(Box<AwsError>),
     /// Governance.
     #[error(transparent)]
-    Govern(#[from] GovernError),
+    Govern(Box<GovernError>),
     /// The intake.
     #[error(transparent)]
-    Consume(#[from] ConsumeError),
+    Consume(Box<ConsumeError>),
     /// A reachability check found a problem.
     #[error("{0}")]
     Check(String),
 }
+
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl From<$ty> for CommandError {
+            fn from(e: $ty) -> Self {
+                Self::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Config(ConfigError),
+    Policy(PolicyError),
+    Aws(AwsError),
+    Govern(GovernError),
+    Consume(ConsumeError)
+);
 
 /// Loads the configuration and its policy.
 pub fn load(path: &Path) -> Result<(Arc<Settings>, Arc<Policy>), CommandError> {
@@ -47,7 +65,11 @@ pub fn load(path: &Path) -> Result<(Arc<Settings>, Arc<Policy>), CommandError> {
 
 /// `check-config`: the lines to print (configuration and policy already loaded and linted by
 /// [`load`]).
-pub async fn check_config(settings: &Settings, policy: &Arc<Policy>, sdk: &SdkConfig) -> Result<Vec<String>, CommandError> {
+pub async fn check_config(
+    settings: &Settings,
+    policy: &Arc<Policy>,
+    sdk: &SdkConfig,
+) -> Result<Vec<String>, CommandError> {
     let mut lines = vec![format!(
         "{}: {} producers, {} databases, policy {} ({} grants)",
         settings.path.display(),
@@ -81,7 +103,10 @@ pub async fn check_config(settings: &Settings, policy: &Arc<Policy>, sdk: &SdkCo
         }
     }
     let dbs = clients.glue.list_some_databases().await?;
-    lines.push(format!("Glue: catalog reachable ({} databases on the first page)", dbs.len()));
+    lines.push(format!(
+        "Glue: catalog reachable ({} databases on the first page)",
+        dbs.len()
+    ));
     let (db_defaults, table_defaults) = clients.lf.default_permissions().await?;
     lines.push("Lake Formation: data lake settings reachable".into());
     if db_defaults > 0 || table_defaults > 0 {
@@ -94,7 +119,10 @@ pub async fn check_config(settings: &Settings, policy: &Arc<Policy>, sdk: &SdkCo
     let daemon = Daemon::new(Arc::new(settings.clone()), Arc::clone(policy), clients);
     let tables = daemon.governor().managed_tables(None).await?;
     policy.lint_tables(&tables)?;
-    lines.push(format!("policy: lint passed against {} managed tables", tables.len()));
+    lines.push(format!(
+        "policy: lint passed against {} managed tables",
+        tables.len()
+    ));
     Ok(lines)
 }
 
@@ -112,7 +140,11 @@ pub async fn run(
 }
 
 /// `plan`: the changes that would make Lake Formation match the policy on every managed table.
-pub async fn plan(settings: Arc<Settings>, policy: Arc<Policy>, sdk: &SdkConfig) -> Result<Vec<Change>, CommandError> {
+pub async fn plan(
+    settings: Arc<Settings>,
+    policy: Arc<Policy>,
+    sdk: &SdkConfig,
+) -> Result<Vec<Change>, CommandError> {
     let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
     let daemon = Daemon::new(settings, policy, clients);
     let g = daemon.governor();
@@ -121,7 +153,11 @@ pub async fn plan(settings: Arc<Settings>, policy: Arc<Policy>, sdk: &SdkConfig)
 }
 
 /// `apply`: makes it so; returns the changes applied.
-pub async fn apply(settings: Arc<Settings>, policy: Arc<Policy>, sdk: &SdkConfig) -> Result<Vec<Change>, CommandError> {
+pub async fn apply(
+    settings: Arc<Settings>,
+    policy: Arc<Policy>,
+    sdk: &SdkConfig,
+) -> Result<Vec<Change>, CommandError> {
     let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
     let daemon = Daemon::new(settings, policy, clients);
     let g = daemon.governor();

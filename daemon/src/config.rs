@@ -373,8 +373,7 @@ impl Settings {
             }
             (None, CatalogMode::Direct) => {}
         }
-        check_role_arn(&raw.registration_role_arn)
-            .map_err(|r| bad("registration_role_arn", r))?;
+        check_role_arn(&raw.registration_role_arn).map_err(|r| bad("registration_role_arn", r))?;
         let database_name =
             DatabaseNameRule::parse(&raw.database_name).map_err(|r| bad("database_name", r))?;
         let range = |key: &str, v: u64, lo: u64, hi: u64, unit: &str| {
@@ -396,7 +395,13 @@ impl Settings {
             43_200,
             " seconds",
         )?;
-        range("crawler_poll_secs", raw.crawler_poll_secs, 1, 300, " seconds")?;
+        range(
+            "crawler_poll_secs",
+            raw.crawler_poll_secs,
+            1,
+            300,
+            " seconds",
+        )?;
         range(
             "crawl_timeout_secs",
             raw.crawl_timeout_secs,
@@ -411,7 +416,13 @@ impl Settings {
             3600,
             " seconds",
         )?;
-        range("retry_limit_secs", raw.retry_limit_secs, 1, 3600, " seconds")?;
+        range(
+            "retry_limit_secs",
+            raw.retry_limit_secs,
+            1,
+            3600,
+            " seconds",
+        )?;
         raw.aws.validate().map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
             key: e.key.to_owned(),
@@ -526,10 +537,7 @@ fn check_role_arn(arn: &str) -> Result<(), String> {
     }
 }
 
-fn check_producer(
-    p: &RawProducer,
-    rule: &DatabaseNameRule,
-) -> Result<Producer, (String, String)> {
+fn check_producer(p: &RawProducer, rule: &DatabaseNameRule) -> Result<Producer, (String, String)> {
     names::check_producer_id(&p.id).map_err(|r| ("id".into(), r))?;
     if !is_account_id(&p.account_id) {
         return Err((
@@ -565,7 +573,10 @@ fn check_producer(
     let prefix = p.prefix.trim_matches('/');
     names::check_key_prefix(prefix).map_err(|r| ("prefix".into(), r))?;
     if p.domains.is_empty() {
-        return Err(("domains".into(), "empty: list the domains it may publish".into()));
+        return Err((
+            "domains".into(),
+            "empty: list the domains it may publish".into(),
+        ));
     }
     let mut domains = BTreeSet::new();
     for (i, d) in p.domains.iter().enumerate() {
@@ -594,9 +605,7 @@ fn overlap(a: &Producer, b: &Producer) -> Option<String> {
     if a.bucket != b.bucket {
         return None;
     }
-    let inside = |x: &str, y: &str| {
-        x.is_empty() || y == x || y.starts_with(&format!("{x}/"))
-    };
+    let inside = |x: &str, y: &str| x.is_empty() || y == x || y.starts_with(&format!("{x}/"));
     (inside(&a.prefix, &b.prefix) || inside(&b.prefix, &a.prefix)).then(|| {
         format!(
             "s3://{}/{} overlaps producer {:?}'s s3://{}/{}",
@@ -665,28 +674,83 @@ domains = ["hospital_activity"]
     fn unknown_keys_are_refused_with_their_name() {
         let e = load(&GOOD.replace("catalog_mode", "catalog_mood")).unwrap_err();
         assert!(e.to_string().contains("catalog_mood"), "{e}");
-        let e = load(&GOOD.replace("origin = \"chu\"", "origin = \"chu\"\ncolour = 1")).unwrap_err();
+        let e =
+            load(&GOOD.replace("origin = \"chu\"", "origin = \"chu\"\ncolour = 1")).unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
     }
 
     #[test]
     fn errors_name_the_key() {
         let cases = [
-            (GOOD.replace("https://sqs.eu-west-3.amazonaws.com/999988887777/", "https://sqs/"), "queue_url"),
-            (GOOD.replace("role/lakemesh-crawler", "user/x"), "crawler_role_arn"),
-            (GOOD.replace("catalog_mode = \"crawler\"", "catalog_mode = \"crawler\"\nmax_in_flight = 0"), "max_in_flight"),
-            (GOOD.replace("catalog_mode = \"crawler\"", "catalog_mode = \"crawler\"\nwait_time_secs = 21"), "wait_time_secs"),
-            (GOOD.replace("{domain}_{origin}", "{domain}-{origin}"), "database_name"),
-            (GOOD.replace("{domain}_{origin}", "{origin}"), "database_name"),
-            (GOOD.replace("{domain}_{origin}", "{domain}_{producer}"), "database_name"),
-            (GOOD.replace("\"111122223333\"", "\"1111\""), "producer[0].account_id"),
-            (GOOD.replace("AROAEXAMPLEAGENTROLE", "AROAEXAMPLE:session"), "producer[0].sender_ids[0]"),
-            (GOOD.replace("sender_ids = [\"AROAEXAMPLEAGENTROLE\"]", "sender_ids = []"), "producer[0].sender_ids"),
-            (GOOD.replace("origin = \"chu\"", "origin = \"CHU\""), "producer[0].origin"),
-            (GOOD.replace("chu-lyon-datamesh", "Bad_Bucket"), "producer[0].bucket"),
-            (GOOD.replace("prefix = \"products\"", "prefix = \"a//b\""), "producer[0].prefix"),
-            (GOOD.replace("[\"hospital_activity\"]", "[\"Hospital\"]"), "producer[0].domains[0]"),
-            (GOOD.replace("region = \"eu-west-3\"", "region = \"EU\""), "aws.region"),
+            (
+                GOOD.replace(
+                    "https://sqs.eu-west-3.amazonaws.com/999988887777/",
+                    "https://sqs/",
+                ),
+                "queue_url",
+            ),
+            (
+                GOOD.replace("role/lakemesh-crawler", "user/x"),
+                "crawler_role_arn",
+            ),
+            (
+                GOOD.replace(
+                    "catalog_mode = \"crawler\"",
+                    "catalog_mode = \"crawler\"\nmax_in_flight = 0",
+                ),
+                "max_in_flight",
+            ),
+            (
+                GOOD.replace(
+                    "catalog_mode = \"crawler\"",
+                    "catalog_mode = \"crawler\"\nwait_time_secs = 21",
+                ),
+                "wait_time_secs",
+            ),
+            (
+                GOOD.replace("{domain}_{origin}", "{domain}-{origin}"),
+                "database_name",
+            ),
+            (
+                GOOD.replace("{domain}_{origin}", "{origin}"),
+                "database_name",
+            ),
+            (
+                GOOD.replace("{domain}_{origin}", "{domain}_{producer}"),
+                "database_name",
+            ),
+            (
+                GOOD.replace("\"111122223333\"", "\"1111\""),
+                "producer[0].account_id",
+            ),
+            (
+                GOOD.replace("AROAEXAMPLEAGENTROLE", "AROAEXAMPLE:session"),
+                "producer[0].sender_ids[0]",
+            ),
+            (
+                GOOD.replace("sender_ids = [\"AROAEXAMPLEAGENTROLE\"]", "sender_ids = []"),
+                "producer[0].sender_ids",
+            ),
+            (
+                GOOD.replace("origin = \"chu\"", "origin = \"CHU\""),
+                "producer[0].origin",
+            ),
+            (
+                GOOD.replace("chu-lyon-datamesh", "Bad_Bucket"),
+                "producer[0].bucket",
+            ),
+            (
+                GOOD.replace("prefix = \"products\"", "prefix = \"a//b\""),
+                "producer[0].prefix",
+            ),
+            (
+                GOOD.replace("[\"hospital_activity\"]", "[\"Hospital\"]"),
+                "producer[0].domains[0]",
+            ),
+            (
+                GOOD.replace("region = \"eu-west-3\"", "region = \"EU\""),
+                "aws.region",
+            ),
         ];
         for (text, key) in cases {
             assert_eq!(key_of(&text), key, "{text}");
@@ -727,7 +791,7 @@ domains = ["hospital_activity"]
         assert!(DatabaseNameRule::parse("{Domain}").is_err());
         assert!(DatabaseNameRule::parse("x.{domain}").is_err());
         let r = DatabaseNameRule::parse("{origin}{domain}").unwrap();
-        assert_eq!(r.render("claims", "9x").unwrap_err().contains("start"), true);
+        assert!(r.render("claims", "9x").unwrap_err().contains("start"));
     }
 
     #[test]

@@ -142,7 +142,12 @@ impl Daemon {
     pub fn new(settings: Arc<Settings>, policy: Arc<Policy>, clients: Clients) -> Arc<Self> {
         let work = CancellationToken::new();
         let catalog = Catalog::new(clients.glue.clone(), Arc::clone(&settings), work.clone());
-        let governor = Governor::new(clients.lf.clone(), clients.glue.clone(), Arc::clone(&settings), policy);
+        let governor = Governor::new(
+            clients.lf.clone(),
+            clients.glue.clone(),
+            Arc::clone(&settings),
+            policy,
+        );
         Arc::new(Self {
             settings,
             clients,
@@ -159,11 +164,18 @@ impl Daemon {
     }
 
     fn note(&self, f: impl FnOnce(&mut Report)) {
-        f(&mut self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        f(&mut self
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
     }
 
     /// Consumes the queue until `shutdown` (or, with `once`, until it is drained).
-    pub async fn run(self: &Arc<Self>, once: bool, shutdown: CancellationToken) -> Result<Report, ConsumeError> {
+    pub async fn run(
+        self: &Arc<Self>,
+        once: bool,
+        shutdown: CancellationToken,
+    ) -> Result<Report, ConsumeError> {
         let sqs = &self.clients.sqs;
         let max_receive = match sqs.attributes(sqs.url()).await {
             Ok(a) => match a.get("RedrivePolicy").and_then(|p| redrive(p)) {
@@ -253,7 +265,8 @@ impl Daemon {
                 let me = Arc::clone(self);
                 let max_receive = Arc::clone(&max_receive);
                 tracker.spawn(async move {
-                    me.handle(m, max_receive.as_ref().as_ref().map(|(n, _)| *n)).await;
+                    me.handle(m, max_receive.as_ref().as_ref().map(|(n, _)| *n))
+                        .await;
                     drop(permit);
                 });
             }
@@ -277,7 +290,11 @@ impl Daemon {
                 tracker.wait().await;
             }
         }
-        let mut report = self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut report = self
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         report.crawls_started = self.catalog.crawls_started();
         Ok(report)
     }
@@ -290,8 +307,15 @@ impl Daemon {
             loop {
                 tokio::time::sleep(visibility / 3).await;
                 match sqs.set_visibility(&m.receipt_handle, visibility).await {
-                    Ok(()) => log::debug!("message={}: visibility extended by {} s", m.message_id, visibility.as_secs()),
-                    Err(e) => log::warn!("message={}: cannot extend its visibility: {e}", m.message_id),
+                    Ok(()) => log::debug!(
+                        "message={}: visibility extended by {} s",
+                        m.message_id,
+                        visibility.as_secs()
+                    ),
+                    Err(e) => log::warn!(
+                        "message={}: cannot extend its visibility: {e}",
+                        m.message_id
+                    ),
                 }
             }
         };
@@ -308,18 +332,29 @@ impl Daemon {
         match outcome {
             None => {
                 if let Err(e) = sqs.set_visibility(&m.receipt_handle, Duration::ZERO).await {
-                    log::warn!("message={}: not released ({e}); it reappears after its visibility timeout", m.message_id);
+                    log::warn!(
+                        "message={}: not released ({e}); it reappears after its visibility timeout",
+                        m.message_id
+                    );
                 }
-                log::info!("message={}: released to the queue at shutdown", m.message_id);
+                log::info!(
+                    "message={}: released to the queue at shutdown",
+                    m.message_id
+                );
                 self.note(|r| r.released += 1);
             }
             Some(Outcome::Done(summary)) => {
-                let mut deleted = crate::backoff::retry(&format!("delete message {}", m.message_id), Duration::from_secs(30), || {
-                    sqs.delete(&m.receipt_handle)
-                })
+                let mut deleted = crate::backoff::retry(
+                    &format!("delete message {}", m.message_id),
+                    Duration::from_secs(30),
+                    || sqs.delete(&m.receipt_handle),
+                )
                 .await;
                 if let Err(e) = &deleted {
-                    log::warn!("message={}: work done but not deleted ({e}); it will be done again, harmlessly", m.message_id);
+                    log::warn!(
+                        "message={}: work done but not deleted ({e}); it will be done again, harmlessly",
+                        m.message_id
+                    );
                     deleted = Ok(());
                 }
                 let _ = deleted;
@@ -338,7 +373,9 @@ impl Daemon {
             Some(Outcome::Failed(e)) => {
                 let transient = e.is_transient();
                 if transient {
-                    let wait = Duration::from_secs(30u64 << m.receive_count.saturating_sub(1).min(5)).min(MAX_RETRY_VISIBILITY);
+                    let wait =
+                        Duration::from_secs(30u64 << m.receive_count.saturating_sub(1).min(5))
+                            .min(MAX_RETRY_VISIBILITY);
                     log::error!(
                         "message={}: failed (receive {}): {e}; retrying in {} s",
                         m.message_id,
@@ -349,7 +386,11 @@ impl Daemon {
                         log::warn!("message={}: {err}", m.message_id);
                     }
                 } else {
-                    log::error!("message={}: failed permanently (receive {}): {e}", m.message_id, m.receive_count);
+                    log::error!(
+                        "message={}: failed permanently (receive {}): {e}",
+                        m.message_id,
+                        m.receive_count
+                    );
                     self.poison(&m, max_receive).await;
                 }
                 self.note(|r| r.failed += 1);
@@ -363,14 +404,21 @@ impl Daemon {
         match max_receive {
             Some(max) => log::warn!(
                 "message={}: poison (receive {} of {max}); the queue's redrive policy moves it to the dead-letter queue after {max} receives",
-                m.message_id, m.receive_count
+                m.message_id,
+                m.receive_count
             ),
             None => log::error!(
                 "message={}: poison (receive {}), and the queue has no redrive policy: it will come back until it expires",
-                m.message_id, m.receive_count
+                m.message_id,
+                m.receive_count
             ),
         }
-        if let Err(e) = self.clients.sqs.set_visibility(&m.receipt_handle, Duration::ZERO).await {
+        if let Err(e) = self
+            .clients
+            .sqs
+            .set_visibility(&m.receipt_handle, Duration::ZERO)
+            .await
+        {
             log::warn!("message={}: {e}", m.message_id);
         }
     }
@@ -396,7 +444,9 @@ impl Daemon {
     async fn work_on(&self, acc: &Accepted) -> Result<String, StepError> {
         let a = &acc.announcement;
         let db = &acc.database;
-        self.catalog.ensure_database(db, &acc.producer, &a.domain).await?;
+        self.catalog
+            .ensure_database(db, &acc.producer, &a.domain)
+            .await?;
         self.governor.register_location(&acc.producer).await?;
         self.governor.prepare_database(db, &acc.producer).await?;
         let cataloged = match self.settings.catalog_mode {

@@ -100,12 +100,22 @@ pub struct Glue {
 
 fn columns(cols: &[Column]) -> Vec<(String, String)> {
     cols.iter()
-        .map(|c| (c.name().to_owned(), c.r#type().unwrap_or_default().to_owned()))
+        .map(|c| {
+            (
+                c.name().to_owned(),
+                c.r#type().unwrap_or_default().to_owned(),
+            )
+        })
         .collect()
 }
 
 fn build_err(operation: &'static str, resource: &str, e: impl std::fmt::Display) -> AwsError {
-    AwsError::invalid_answer(SERVICE, operation, resource, format!("request not built: {e}"))
+    AwsError::invalid_answer(
+        SERVICE,
+        operation,
+        resource,
+        format!("request not built: {e}"),
+    )
 }
 
 impl Glue {
@@ -123,7 +133,11 @@ impl Glue {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "GetDatabases", "catalog", e))?;
-        Ok(out.database_list().iter().map(|d| d.name().to_owned()).collect())
+        Ok(out
+            .database_list()
+            .iter()
+            .map(|d| d.name().to_owned())
+            .collect())
     }
 
     /// Whether the database exists, and its `CreateTableDefaultPermissions` count.
@@ -135,7 +149,11 @@ impl Glue {
             )),
             Err(e) => {
                 let e = AwsError::from_sdk(SERVICE, "GetDatabase", name, e);
-                if e.is("EntityNotFoundException") { Ok(None) } else { Err(e) }
+                if e.is("EntityNotFoundException") {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -149,11 +167,21 @@ impl Glue {
             .set_create_table_default_permissions(Some(Vec::new()))
             .build()
             .map_err(|e| build_err("CreateDatabase", name, e))?;
-        match self.client.create_database().database_input(input).send().await {
+        match self
+            .client
+            .create_database()
+            .database_input(input)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) => {
                 let e = AwsError::from_sdk(SERVICE, "CreateDatabase", name, e);
-                if e.is("AlreadyExistsException") { Ok(false) } else { Err(e) }
+                if e.is("AlreadyExistsException") {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -164,7 +192,11 @@ impl Glue {
             Ok(out) => out,
             Err(e) => {
                 let e = AwsError::from_sdk(SERVICE, "GetCrawler", name, e);
-                return if e.is("EntityNotFoundException") { Ok(None) } else { Err(e) };
+                return if e.is("EntityNotFoundException") {
+                    Ok(None)
+                } else {
+                    Err(e)
+                };
             }
         };
         let Some(c) = out.crawler() else {
@@ -186,7 +218,12 @@ impl Glue {
             database: c.database_name().map(str::to_owned),
             paths: c
                 .targets()
-                .map(|t| t.s3_targets().iter().filter_map(|s| s.path().map(str::to_owned)).collect())
+                .map(|t| {
+                    t.s3_targets()
+                        .iter()
+                        .filter_map(|s| s.path().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default(),
             configuration: c.configuration().and_then(|s| serde_json::from_str(s).ok()),
             recrawl: c
@@ -210,7 +247,14 @@ impl Glue {
         }))
     }
 
-    fn parts(spec: &CrawlerSpec) -> (CrawlerTargets, SchemaChangePolicy, RecrawlPolicy, LakeFormationConfiguration) {
+    fn parts(
+        spec: &CrawlerSpec,
+    ) -> (
+        CrawlerTargets,
+        SchemaChangePolicy,
+        RecrawlPolicy,
+        LakeFormationConfiguration,
+    ) {
         (
             CrawlerTargets::builder()
                 .s3_targets(S3Target::builder().path(&spec.path).build())
@@ -250,8 +294,13 @@ impl Glue {
         match r {
             Ok(_) => Ok(true),
             Err(e) => {
-                let e = role_propagation(AwsError::from_sdk(SERVICE, "CreateCrawler", &spec.name, e));
-                if e.is("AlreadyExistsException") { Ok(false) } else { Err(e) }
+                let e =
+                    role_propagation(AwsError::from_sdk(SERVICE, "CreateCrawler", &spec.name, e));
+                if e.is("AlreadyExistsException") {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -272,7 +321,9 @@ impl Glue {
             .configuration(spec.configuration.to_string())
             .send()
             .await
-            .map_err(|e| role_propagation(AwsError::from_sdk(SERVICE, "UpdateCrawler", &spec.name, e)))?;
+            .map_err(|e| {
+                role_propagation(AwsError::from_sdk(SERVICE, "UpdateCrawler", &spec.name, e))
+            })?;
         Ok(())
     }
 
@@ -304,7 +355,11 @@ impl Glue {
                 Ok(p) => p,
                 Err(e) => {
                     let e = AwsError::from_sdk(SERVICE, "GetTables", database, e);
-                    return if e.is("EntityNotFoundException") { Ok(None) } else { Err(e) };
+                    return if e.is("EntityNotFoundException") {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    };
                 }
             };
             for t in page.table_list() {
@@ -328,7 +383,11 @@ impl Glue {
     }
 
     /// One table, or `None`.
-    pub async fn get_table(&self, database: &str, name: &str) -> Result<Option<TableView>, AwsError> {
+    pub async fn get_table(
+        &self,
+        database: &str,
+        name: &str,
+    ) -> Result<Option<TableView>, AwsError> {
         Ok(self
             .get_tables(database)
             .await?
@@ -350,8 +409,16 @@ impl Glue {
                 .build()
                 .map_err(|e| build_err("CreateTable", &resource, e))
         };
-        let cols = view.columns.iter().map(col).collect::<Result<Vec<_>, _>>()?;
-        let keys = view.partition_keys.iter().map(col).collect::<Result<Vec<_>, _>>()?;
+        let cols = view
+            .columns
+            .iter()
+            .map(col)
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = view
+            .partition_keys
+            .iter()
+            .map(col)
+            .collect::<Result<Vec<_>, _>>()?;
         let input = TableInput::builder()
             .name(&view.name)
             .table_type("EXTERNAL_TABLE")
@@ -423,7 +490,10 @@ impl Glue {
                 .map_err(|e| AwsError::from_sdk(SERVICE, "BatchCreatePartition", &resource, e))?;
             let mut existing = 0;
             for err in out.errors() {
-                let code = err.error_detail().and_then(|d| d.error_code()).unwrap_or_default();
+                let code = err
+                    .error_detail()
+                    .and_then(|d| d.error_code())
+                    .unwrap_or_default();
                 if code == "AlreadyExistsException" {
                     existing += 1;
                 } else {
@@ -434,7 +504,9 @@ impl Glue {
                         format!(
                             "partition {:?}: {code}: {}",
                             err.partition_values(),
-                            err.error_detail().and_then(|d| d.error_message()).unwrap_or_default()
+                            err.error_detail()
+                                .and_then(|d| d.error_message())
+                                .unwrap_or_default()
                         ),
                     ));
                 }

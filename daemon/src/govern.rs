@@ -59,7 +59,9 @@ impl Transient for GovernError {
         match self {
             Self::Aws(e) => e.is_transient(),
             Self::Policy(_) => false,
-            Self::Entry { code, .. } => code == "ConcurrentModificationException" || code.contains("Throttl"),
+            Self::Entry { code, .. } => {
+                code == "ConcurrentModificationException" || code.contains("Throttl")
+            }
         }
     }
 }
@@ -89,19 +91,28 @@ fn table_resource(t: &TableRef) -> Result<Resource, AwsError> {
         .database_name(&t.database)
         .name(&t.table)
         .build()
-        .map_err(|e| AwsError::invalid_answer("Lake Formation", "request", t.to_string(), e.to_string()))?;
+        .map_err(|e| {
+            AwsError::invalid_answer("Lake Formation", "request", t.to_string(), e.to_string())
+        })?;
     Ok(Resource::builder().table(table).build())
 }
 
 /// The Lake Formation resource of a normalised target.
 pub fn resource(target: &Target, catalog: &str) -> Result<Resource, AwsError> {
     let bad = |e: aws_sdk_lakeformation::error::BuildError| {
-        AwsError::invalid_answer("Lake Formation", "request", target.to_string(), e.to_string())
+        AwsError::invalid_answer(
+            "Lake Formation",
+            "request",
+            target.to_string(),
+            e.to_string(),
+        )
     };
     Ok(match target {
         Target::Table(t) | Target::Columns(t, Columns::All) => table_resource(t)?,
         Target::Columns(t, cols) => {
-            let b = TableWithColumnsResource::builder().database_name(&t.database).name(&t.table);
+            let b = TableWithColumnsResource::builder()
+                .database_name(&t.database)
+                .name(&t.table);
             let b = match cols {
                 Columns::Include(c) => b.set_column_names(Some(c.iter().cloned().collect())),
                 Columns::Exclude(c) => b.column_wildcard(
@@ -111,7 +122,9 @@ pub fn resource(target: &Target, catalog: &str) -> Result<Resource, AwsError> {
                 ),
                 Columns::All => b.column_wildcard(ColumnWildcard::builder().build()),
             };
-            Resource::builder().table_with_columns(b.build().map_err(bad)?).build()
+            Resource::builder()
+                .table_with_columns(b.build().map_err(bad)?)
+                .build()
         }
         Target::Filter(t, name) => Resource::builder()
             .data_cells_filter(
@@ -143,7 +156,10 @@ pub fn normalise(resource: &Resource, permissions: &[String]) -> Vec<(Target, BT
         };
         let mut out = Vec::new();
         if perms.remove("SELECT") {
-            out.push((Target::Columns(table.clone(), Columns::All), BTreeSet::from(["SELECT".to_owned()])));
+            out.push((
+                Target::Columns(table.clone(), Columns::All),
+                BTreeSet::from(["SELECT".to_owned()]),
+            ));
         }
         if !perms.is_empty() {
             out.push((Target::Table(table), perms));
@@ -210,7 +226,11 @@ fn filter_input(d: &FilterDef, catalog: &str) -> Result<DataCellsFilter, AwsErro
         .database_name(&d.table.database)
         .table_name(&d.table.table)
         .name(&d.name)
-        .row_filter(LfRowFilter::builder().filter_expression(&d.expression).build());
+        .row_filter(
+            LfRowFilter::builder()
+                .filter_expression(&d.expression)
+                .build(),
+        );
     let b = match &d.columns {
         Columns::Include(c) => b.set_column_names(Some(c.iter().cloned().collect())),
         Columns::Exclude(c) => b.column_wildcard(
@@ -220,13 +240,19 @@ fn filter_input(d: &FilterDef, catalog: &str) -> Result<DataCellsFilter, AwsErro
         ),
         Columns::All => b.column_wildcard(ColumnWildcard::builder().build()),
     };
-    b.build()
-        .map_err(|e| AwsError::invalid_answer("Lake Formation", "request", d.name.clone(), e.to_string()))
+    b.build().map_err(|e| {
+        AwsError::invalid_answer("Lake Formation", "request", d.name.clone(), e.to_string())
+    })
 }
 
 impl Governor {
     /// A governor applying `policy`.
-    pub fn new(lf: LakeFormation, glue: Glue, settings: Arc<Settings>, policy: Arc<Policy>) -> Arc<Self> {
+    pub fn new(
+        lf: LakeFormation,
+        glue: Glue,
+        settings: Arc<Settings>,
+        policy: Arc<Policy>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             lf,
             glue,
@@ -263,7 +289,11 @@ impl Governor {
                 }
                 None => {
                     let limit = self.settings.retry_limit;
-                    if backoff::retry(&format!("register {arn}"), limit, || self.lf.register(&arn, role)).await? {
+                    if backoff::retry(&format!("register {arn}"), limit, || {
+                        self.lf.register(&arn, role)
+                    })
+                    .await?
+                    {
                         log::info!("location={arn}: registered with role {role}");
                     }
                     Ok(())
@@ -279,7 +309,11 @@ impl Governor {
 
     /// Grants the crawler role what it needs on the database and the producer's location, and
     /// revokes IAM_ALLOWED_PRINCIPALS from the database (once per process and database).
-    pub async fn prepare_database(&self, database: &str, producer: &Producer) -> Result<(), GovernError> {
+    pub async fn prepare_database(
+        &self,
+        database: &str,
+        producer: &Producer,
+    ) -> Result<(), GovernError> {
         let key = format!("database {database} {}", producer.id);
         let mut done = self.done.lock().await;
         if done.contains(&key) {
@@ -292,14 +326,25 @@ impl Governor {
         r
     }
 
-    async fn prepare_database_now(&self, database: &str, producer: &Producer) -> Result<(), GovernError> {
+    async fn prepare_database_now(
+        &self,
+        database: &str,
+        producer: &Producer,
+    ) -> Result<(), GovernError> {
         let limit = self.settings.retry_limit;
         let db = Resource::builder()
             .database(
                 DatabaseResource::builder()
                     .name(database)
                     .build()
-                    .map_err(|e| AwsError::invalid_answer("Lake Formation", "request", database, e.to_string()))?,
+                    .map_err(|e| {
+                        AwsError::invalid_answer(
+                            "Lake Formation",
+                            "request",
+                            database,
+                            e.to_string(),
+                        )
+                    })?,
             )
             .build();
         for (who, _, perms) in self.lf.list(&db, database).await? {
@@ -310,7 +355,8 @@ impl Governor {
         }
         if let Some(role) = &self.settings.crawler_role_arn {
             backoff::retry(&format!("grant crawler role on {database}"), limit, || {
-                self.lf.grant(role, db.clone(), &CRAWLER_DATABASE_PERMISSIONS, database)
+                self.lf
+                    .grant(role, db.clone(), &CRAWLER_DATABASE_PERMISSIONS, database)
             })
             .await?;
             let location = Resource::builder()
@@ -318,12 +364,24 @@ impl Governor {
                     DataLocationResource::builder()
                         .resource_arn(producer.location_arn())
                         .build()
-                        .map_err(|e| AwsError::invalid_answer("Lake Formation", "request", database, e.to_string()))?,
+                        .map_err(|e| {
+                            AwsError::invalid_answer(
+                                "Lake Formation",
+                                "request",
+                                database,
+                                e.to_string(),
+                            )
+                        })?,
                 )
                 .build();
-            backoff::retry(&format!("grant crawler role on {}", producer.location_arn()), limit, || {
-                self.lf.grant(role, location.clone(), &["DATA_LOCATION_ACCESS"], database)
-            })
+            backoff::retry(
+                &format!("grant crawler role on {}", producer.location_arn()),
+                limit,
+                || {
+                    self.lf
+                        .grant(role, location.clone(), &["DATA_LOCATION_ACCESS"], database)
+                },
+            )
             .await?;
             log::info!(
                 "database={database}: crawler role {role} has {} and DATA_LOCATION_ACCESS on {}",
@@ -335,7 +393,10 @@ impl Governor {
     }
 
     /// Every managed table (of the databases the registry names), or only `only`.
-    pub async fn managed_tables(&self, only: Option<&TableRef>) -> Result<Vec<ManagedTable>, GovernError> {
+    pub async fn managed_tables(
+        &self,
+        only: Option<&TableRef>,
+    ) -> Result<Vec<ManagedTable>, GovernError> {
         let mut out = Vec::new();
         for (database, feeders) in self.settings.databases() {
             if only.is_some_and(|t| t.database != database) {
@@ -389,7 +450,10 @@ impl Governor {
             if !perms.is_empty() {
                 state
                     .grants
-                    .entry(GrantKey { principal: who, target })
+                    .entry(GrantKey {
+                        principal: who,
+                        target,
+                    })
                     .or_default()
                     .extend(perms);
             }
@@ -403,14 +467,20 @@ impl Governor {
                     }
                 }
             }
-            for f in self.lf.filters(catalog, &t.table.database, &t.table.table).await? {
+            for f in self
+                .lf
+                .filters(catalog, &t.table.database, &t.table.table)
+                .await?
+            {
                 let def = filter_def(&f);
                 let target = Target::Filter(t.table.clone(), def.name.clone());
                 for (who, _, perms) in self.lf.list(&resource(&target, catalog)?, &what).await? {
                     add(&mut state, who, target.clone(), perms.into_iter().collect());
                 }
                 if def.name.starts_with(FILTER_PREFIX) {
-                    state.filters.insert((t.table.clone(), def.name.clone()), def);
+                    state
+                        .filters
+                        .insert((t.table.clone(), def.name.clone()), def);
                 }
             }
         }
@@ -443,15 +513,24 @@ impl Governor {
             match c {
                 Change::CreateFilter(d) => {
                     let input = filter_input(d, &catalog)?;
-                    let created = backoff::retry(&c.to_string(), limit, || self.lf.create_filter(input.clone())).await?;
+                    let created = backoff::retry(&c.to_string(), limit, || {
+                        self.lf.create_filter(input.clone())
+                    })
+                    .await?;
                     if !created {
                         // Another daemon made it first; make sure it says what ours says.
-                        backoff::retry(&c.to_string(), limit, || self.lf.update_filter(input.clone())).await?;
+                        backoff::retry(&c.to_string(), limit, || {
+                            self.lf.update_filter(input.clone())
+                        })
+                        .await?;
                     }
                 }
                 Change::UpdateFilter { new, .. } => {
                     let input = filter_input(new, &catalog)?;
-                    backoff::retry(&c.to_string(), limit, || self.lf.update_filter(input.clone())).await?;
+                    backoff::retry(&c.to_string(), limit, || {
+                        self.lf.update_filter(input.clone())
+                    })
+                    .await?;
                 }
                 _ => {}
             }
@@ -468,7 +547,9 @@ impl Governor {
             for chunk in batch.chunks(BATCH) {
                 let mut entries = Vec::new();
                 for c in chunk {
-                    let (Change::Grant { key, permissions } | Change::Revoke { key, permissions }) = c else {
+                    let (Change::Grant { key, permissions } | Change::Revoke { key, permissions }) =
+                        c
+                    else {
                         continue;
                     };
                     entries.push((
@@ -477,13 +558,17 @@ impl Governor {
                         permissions.iter().cloned().collect::<Vec<_>>(),
                     ));
                 }
-                backoff::retry("Lake Formation batch", limit, || self.batch_once(revoke, chunk, &entries)).await?;
+                backoff::retry("Lake Formation batch", limit, || {
+                    self.batch_once(revoke, chunk, &entries)
+                })
+                .await?;
             }
         }
         for c in changes {
             if let Change::DeleteFilter(d) = c {
                 backoff::retry(&c.to_string(), limit, || {
-                    self.lf.delete_filter(&catalog, &d.table.database, &d.table.table, &d.name)
+                    self.lf
+                        .delete_filter(&catalog, &d.table.database, &d.table.table, &d.name)
                 })
                 .await?;
             }
@@ -505,12 +590,22 @@ impl Governor {
         let mut worst: Option<GovernError> = None;
         for f in failures {
             let err = GovernError::Entry {
-                operation: if revoke { "BatchRevokePermissions" } else { "BatchGrantPermissions" },
-                change: chunk.get(f.index).map(ToString::to_string).unwrap_or_default(),
+                operation: if revoke {
+                    "BatchRevokePermissions"
+                } else {
+                    "BatchGrantPermissions"
+                },
+                change: chunk
+                    .get(f.index)
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 code: f.code,
                 message: f.message,
             };
-            if worst.as_ref().is_none_or(|w| w.is_transient() && !err.is_transient()) {
+            if worst
+                .as_ref()
+                .is_none_or(|w| w.is_transient() && !err.is_transient())
+            {
                 worst = Some(err);
             }
         }
@@ -520,7 +615,10 @@ impl Governor {
     /// Plans and applies the policy for one table (after its crawl). One at a time per table.
     pub async fn apply_table(&self, table: &TableRef) -> Result<usize, GovernError> {
         let lock = {
-            let mut m = self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut m = self
+                .tables
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             Arc::clone(m.entry(table.clone()).or_default())
         };
         let _guard = lock.lock().await;

@@ -35,7 +35,9 @@ pub struct LakeFormation {
 }
 
 fn principal(id: &str) -> DataLakePrincipal {
-    DataLakePrincipal::builder().data_lake_principal_identifier(id).build()
+    DataLakePrincipal::builder()
+        .data_lake_principal_identifier(id)
+        .build()
 }
 
 impl LakeFormation {
@@ -63,7 +65,13 @@ impl LakeFormation {
 
     /// The role a location is registered with, or `None` when it is not registered.
     pub async fn registered_role(&self, arn: &str) -> Result<Option<String>, AwsError> {
-        match self.client.describe_resource().resource_arn(arn).send().await {
+        match self
+            .client
+            .describe_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(
                 out.resource_info()
                     .and_then(|r| r.role_arn())
@@ -72,7 +80,11 @@ impl LakeFormation {
             )),
             Err(e) => {
                 let e = AwsError::from_sdk(SERVICE, "DescribeResource", arn, e);
-                if e.is("EntityNotFoundException") { Ok(None) } else { Err(e) }
+                if e.is("EntityNotFoundException") {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -92,7 +104,11 @@ impl LakeFormation {
             Ok(_) => Ok(true),
             Err(e) => {
                 let e = AwsError::from_sdk(SERVICE, "RegisterResource", arn, e);
-                if e.is("AlreadyExistsException") { Ok(false) } else { Err(e) }
+                if e.is("AlreadyExistsException") {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -113,7 +129,8 @@ impl LakeFormation {
                 .map_err(|e| AwsError::from_sdk(SERVICE, "ListPermissions", what, e))?;
             for p in page.principal_resource_permissions() {
                 let (Some(who), Some(res)) = (
-                    p.principal().and_then(|p| p.data_lake_principal_identifier()),
+                    p.principal()
+                        .and_then(|p| p.data_lake_principal_identifier()),
                     p.resource(),
                 ) else {
                     continue;
@@ -121,7 +138,10 @@ impl LakeFormation {
                 out.push((
                     who.to_owned(),
                     res.clone(),
-                    p.permissions().iter().map(|x| x.as_str().to_owned()).collect(),
+                    p.permissions()
+                        .iter()
+                        .map(|x| x.as_str().to_owned())
+                        .collect(),
                 ));
             }
             token = page.next_token().map(str::to_owned);
@@ -143,7 +163,9 @@ impl LakeFormation {
             .grant_permissions()
             .principal(principal(who))
             .resource(resource)
-            .set_permissions(Some(permissions.iter().map(|p| Permission::from(*p)).collect()))
+            .set_permissions(Some(
+                permissions.iter().map(|p| Permission::from(*p)).collect(),
+            ))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "GrantPermissions", what, e))?;
@@ -162,7 +184,12 @@ impl LakeFormation {
             .revoke_permissions()
             .principal(principal(who))
             .resource(resource)
-            .set_permissions(Some(permissions.iter().map(|p| Permission::from(p.as_str())).collect()))
+            .set_permissions(Some(
+                permissions
+                    .iter()
+                    .map(|p| Permission::from(p.as_str()))
+                    .collect(),
+            ))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "RevokePermissions", what, e))?;
@@ -176,7 +203,11 @@ impl LakeFormation {
         revoke: bool,
         entries: &[(String, Resource, Vec<String>)],
     ) -> Result<Vec<BatchFailure>, AwsError> {
-        let operation = if revoke { "BatchRevokePermissions" } else { "BatchGrantPermissions" };
+        let operation = if revoke {
+            "BatchRevokePermissions"
+        } else {
+            "BatchGrantPermissions"
+        };
         let mut req = Vec::new();
         for (i, (who, resource, perms)) in entries.iter().enumerate() {
             req.push(
@@ -184,10 +215,17 @@ impl LakeFormation {
                     .id(i.to_string())
                     .principal(principal(who))
                     .resource(resource.clone())
-                    .set_permissions(Some(perms.iter().map(|p| Permission::from(p.as_str())).collect()))
+                    .set_permissions(Some(
+                        perms.iter().map(|p| Permission::from(p.as_str())).collect(),
+                    ))
                     .build()
                     .map_err(|e| {
-                        AwsError::invalid_answer(SERVICE, operation, who, format!("request not built: {e}"))
+                        AwsError::invalid_answer(
+                            SERVICE,
+                            operation,
+                            who,
+                            format!("request not built: {e}"),
+                        )
                     })?,
             );
         }
@@ -217,21 +255,36 @@ impl LakeFormation {
                     .request_entry()
                     .and_then(|e| e.id().parse().ok())
                     .unwrap_or(usize::MAX),
-                code: f.error().and_then(|e| e.error_code()).unwrap_or_default().to_owned(),
-                message: f.error().and_then(|e| e.error_message()).unwrap_or_default().to_owned(),
+                code: f
+                    .error()
+                    .and_then(|e| e.error_code())
+                    .unwrap_or_default()
+                    .to_owned(),
+                message: f
+                    .error()
+                    .and_then(|e| e.error_message())
+                    .unwrap_or_default()
+                    .to_owned(),
             })
             .collect())
     }
 
     /// The data cells filters of a table.
-    pub async fn filters(&self, catalog: &str, database: &str, table: &str) -> Result<Vec<DataCellsFilter>, AwsError> {
+    pub async fn filters(
+        &self,
+        catalog: &str,
+        database: &str,
+        table: &str,
+    ) -> Result<Vec<DataCellsFilter>, AwsError> {
         let what = format!("{database}.{table}");
         let t = TableResource::builder()
             .catalog_id(catalog)
             .database_name(database)
             .name(table)
             .build()
-            .map_err(|e| AwsError::invalid_answer(SERVICE, "ListDataCellsFilter", &what, e.to_string()))?;
+            .map_err(|e| {
+                AwsError::invalid_answer(SERVICE, "ListDataCellsFilter", &what, e.to_string())
+            })?;
         let mut out = Vec::new();
         let mut token = None;
         loop {
@@ -254,19 +307,39 @@ impl LakeFormation {
 
     /// Creates a filter; `Ok(false)` when one of that name exists on the table.
     pub async fn create_filter(&self, filter: DataCellsFilter) -> Result<bool, AwsError> {
-        let what = format!("{}.{} {}", filter.database_name(), filter.table_name(), filter.name());
-        match self.client.create_data_cells_filter().table_data(filter).send().await {
+        let what = format!(
+            "{}.{} {}",
+            filter.database_name(),
+            filter.table_name(),
+            filter.name()
+        );
+        match self
+            .client
+            .create_data_cells_filter()
+            .table_data(filter)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) => {
                 let e = AwsError::from_sdk(SERVICE, "CreateDataCellsFilter", what, e);
-                if e.is("AlreadyExistsException") { Ok(false) } else { Err(e) }
+                if e.is("AlreadyExistsException") {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
 
     /// Replaces a filter's rows and columns.
     pub async fn update_filter(&self, filter: DataCellsFilter) -> Result<(), AwsError> {
-        let what = format!("{}.{} {}", filter.database_name(), filter.table_name(), filter.name());
+        let what = format!(
+            "{}.{} {}",
+            filter.database_name(),
+            filter.table_name(),
+            filter.name()
+        );
         self.client
             .update_data_cells_filter()
             .table_data(filter)
@@ -277,7 +350,13 @@ impl LakeFormation {
     }
 
     /// Deletes a filter (one already gone is fine).
-    pub async fn delete_filter(&self, catalog: &str, database: &str, table: &str, name: &str) -> Result<(), AwsError> {
+    pub async fn delete_filter(
+        &self,
+        catalog: &str,
+        database: &str,
+        table: &str,
+        name: &str,
+    ) -> Result<(), AwsError> {
         let what = format!("{database}.{table} {name}");
         match self
             .client
@@ -292,7 +371,11 @@ impl LakeFormation {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = AwsError::from_sdk(SERVICE, "DeleteDataCellsFilter", what, e);
-                if e.is("EntityNotFoundException") { Ok(()) } else { Err(e) }
+                if e.is("EntityNotFoundException") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
             }
         }
     }

@@ -30,7 +30,8 @@ use sha2::{Digest, Sha256};
 use crate::lint::{FilterError, MAX_FILTERS_PER_TABLE, RowFilter};
 
 /// Permissions a policy may give on a table.
-pub const TABLE_PERMISSIONS: [&str; 6] = ["ALTER", "DELETE", "DESCRIBE", "DROP", "INSERT", "SELECT"];
+pub const TABLE_PERMISSIONS: [&str; 6] =
+    ["ALTER", "DELETE", "DESCRIBE", "DROP", "INSERT", "SELECT"];
 /// Prefix of the data cells filters this daemon manages.
 pub const FILTER_PREFIX: &str = "lm_";
 
@@ -106,7 +107,11 @@ impl Columns {
     /// Normal form of an exclude list.
     pub fn exclude<I: IntoIterator<Item = S>, S: Into<String>>(cols: I) -> Self {
         let set: BTreeSet<String> = cols.into_iter().map(Into::into).collect();
-        if set.is_empty() { Self::All } else { Self::Exclude(set) }
+        if set.is_empty() {
+            Self::All
+        } else {
+            Self::Exclude(set)
+        }
     }
 
     fn names(&self) -> Option<&BTreeSet<String>> {
@@ -119,7 +124,8 @@ impl Columns {
 
 impl fmt::Display for Columns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |s: &BTreeSet<String>| s.iter().map(String::as_str).collect::<Vec<_>>().join(", ");
+        let list =
+            |s: &BTreeSet<String>| s.iter().map(String::as_str).collect::<Vec<_>>().join(", ");
         match self {
             Self::All => f.write_str("all columns"),
             Self::Include(s) => write!(f, "columns {}", list(s)),
@@ -235,7 +241,10 @@ pub enum Change {
 }
 
 fn join(set: &BTreeSet<String>) -> String {
-    set.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+    set.iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for Change {
@@ -436,7 +445,11 @@ impl Policy {
                         .into(),
                 ));
             }
-            for (k, v) in [("domain", &s.domain), ("database", &s.database), ("table", &s.table)] {
+            for (k, v) in [
+                ("domain", &s.domain),
+                ("database", &s.database),
+                ("table", &s.table),
+            ] {
                 if let Some(v) = v {
                     lakemesh_shared::names::check_identifier(v)
                         .map_err(|e| bad(format!("tables.{k}: {e}")))?;
@@ -490,7 +503,8 @@ impl Policy {
             let restricted = columns != Columns::All || g.rows.is_some();
             if restricted && !permissions.contains("SELECT") {
                 return Err(bad(
-                    "`columns` and `rows` restrict SELECT, which `permissions` does not give".into(),
+                    "`columns` and `rows` restrict SELECT, which `permissions` does not give"
+                        .into(),
                 ));
             }
             if restricted && g.permissions.iter().any(|p| p == "ALL") {
@@ -500,9 +514,9 @@ impl Policy {
             }
             let rows = match &g.rows {
                 None => None,
-                Some(text) => Some(RowFilter::parse(text).map_err(|e| {
-                    bad(format!("row filter {text:?}: {e}"))
-                })?),
+                Some(text) => Some(
+                    RowFilter::parse(text).map_err(|e| bad(format!("row filter {text:?}: {e}")))?,
+                ),
             };
             grants.push(Grant {
                 index,
@@ -568,7 +582,10 @@ impl Policy {
                     if n.len() > MAX_FILTERS_PER_TABLE {
                         return Err(bad(format!(
                             "more than {MAX_FILTERS_PER_TABLE} row filters for this principal and table (grants {})",
-                            n.iter().map(|i| format!("#{i}")).collect::<Vec<_>>().join(", ")
+                            n.iter()
+                                .map(|i| format!("#{i}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )));
                     }
                 } else if g.permissions.contains("SELECT") {
@@ -767,10 +784,16 @@ columns = { exclude = ["patient_id", "birth_year"] }
             BTreeMap::from([
                 (key(ANALYST, Target::Table(t())), set(&["DESCRIBE"])),
                 (
-                    key(ANALYST, Target::Columns(t(), Columns::exclude(["patient_id"]))),
+                    key(
+                        ANALYST,
+                        Target::Columns(t(), Columns::exclude(["patient_id"]))
+                    ),
                     set(&["SELECT"])
                 ),
-                (key(AGENCY, Target::Filter(t(), fname.clone())), set(&["SELECT"])),
+                (
+                    key(AGENCY, Target::Filter(t(), fname.clone())),
+                    set(&["SELECT"])
+                ),
             ])
         );
         assert_eq!(
@@ -787,7 +810,10 @@ columns = { exclude = ["patient_id", "birth_year"] }
     #[test]
     fn normal_forms_compare_equal() {
         assert_eq!(Columns::exclude(Vec::<String>::new()), Columns::All);
-        assert_eq!(Columns::include(["b", "a"]), Columns::include(["a", "b", "a"]));
+        assert_eq!(
+            Columns::include(["b", "a"]),
+            Columns::include(["a", "b", "a"])
+        );
         let all = policy(&DESIGN.replace(
             "permissions = [\"SELECT\", \"DESCRIBE\"]\ncolumns = { exclude = [\"patient_id\"] }",
             "permissions = [\"ALL\"]",
@@ -805,29 +831,42 @@ columns = { exclude = ["patient_id", "birth_year"] }
     fn diff_is_precise() {
         let before = policy(DESIGN).unwrap().desired(&[stays()]);
         // Drop a column from the analyst's grant.
-        let after = policy(&DESIGN.replace("exclude = [\"patient_id\"]", "exclude = [\"patient_id\", \"cost\"]"))
-            .unwrap()
-            .desired(&[stays()]);
+        let after = policy(&DESIGN.replace(
+            "exclude = [\"patient_id\"]",
+            "exclude = [\"patient_id\", \"cost\"]",
+        ))
+        .unwrap()
+        .desired(&[stays()]);
         let changes = diff(&after, &before, &BTreeSet::new());
         assert_eq!(
             changes,
             vec![
                 Change::Revoke {
-                    key: key(ANALYST, Target::Columns(t(), Columns::exclude(["patient_id"]))),
+                    key: key(
+                        ANALYST,
+                        Target::Columns(t(), Columns::exclude(["patient_id"]))
+                    ),
                     permissions: set(&["SELECT"]),
                 },
                 Change::Grant {
-                    key: key(ANALYST, Target::Columns(t(), Columns::exclude(["patient_id", "cost"]))),
+                    key: key(
+                        ANALYST,
+                        Target::Columns(t(), Columns::exclude(["patient_id", "cost"]))
+                    ),
                     permissions: set(&["SELECT"]),
                 },
             ]
         );
         assert_eq!(
             changes[1].to_string(),
-            format!("+ grant SELECT on table hospital_activity_chu.hospital_stays (all columns but cost, patient_id) to {ANALYST}")
+            format!(
+                "+ grant SELECT on table hospital_activity_chu.hospital_stays (all columns but cost, patient_id) to {ANALYST}"
+            )
         );
         // Change the filter: a new filter replaces the old one.
-        let after = policy(&DESIGN.replace("'76'", "'11'")).unwrap().desired(&[stays()]);
+        let after = policy(&DESIGN.replace("'76'", "'11'"))
+            .unwrap()
+            .desired(&[stays()]);
         let old = filter_name(AGENCY, &t(), "region_code = '76'");
         let new = filter_name(AGENCY, &t(), "region_code = '11'");
         let changes: Vec<String> = diff(&after, &before, &BTreeSet::new())
@@ -837,9 +876,15 @@ columns = { exclude = ["patient_id", "birth_year"] }
         assert_eq!(
             changes,
             vec![
-                format!("+ create data cells filter {new} on hospital_activity_chu.hospital_stays: rows \"region_code = '11'\", all columns but birth_year, patient_id"),
-                format!("- revoke SELECT on data cells filter {old} of hospital_activity_chu.hospital_stays from {AGENCY}"),
-                format!("+ grant SELECT on data cells filter {new} of hospital_activity_chu.hospital_stays to {AGENCY}"),
+                format!(
+                    "+ create data cells filter {new} on hospital_activity_chu.hospital_stays: rows \"region_code = '11'\", all columns but birth_year, patient_id"
+                ),
+                format!(
+                    "- revoke SELECT on data cells filter {old} of hospital_activity_chu.hospital_stays from {AGENCY}"
+                ),
+                format!(
+                    "+ grant SELECT on data cells filter {new} of hospital_activity_chu.hospital_stays to {AGENCY}"
+                ),
                 format!("- delete data cells filter {old} on hospital_activity_chu.hospital_stays"),
             ]
         );
@@ -848,9 +893,16 @@ columns = { exclude = ["patient_id", "birth_year"] }
             .unwrap()
             .desired(&[stays()]);
         let changes = diff(&after, &before, &BTreeSet::new());
-        assert!(matches!(&changes[..], [Change::UpdateFilter { .. }]), "{changes:?}");
+        assert!(
+            matches!(&changes[..], [Change::UpdateFilter { .. }]),
+            "{changes:?}"
+        );
         // Remove a principal: everything it had is revoked, the filter deleted.
-        let only_analyst = DESIGN.split("\n[[grant]]").nth(1).map(|g| format!("[[grant]]{g}")).unwrap();
+        let only_analyst = DESIGN
+            .split("\n[[grant]]")
+            .nth(1)
+            .map(|g| format!("[[grant]]{g}"))
+            .unwrap();
         let after = policy(&only_analyst).unwrap().desired(&[stays()]);
         let changes: Vec<String> = diff(&after, &before, &BTreeSet::new())
             .iter()
@@ -866,21 +918,37 @@ columns = { exclude = ["patient_id", "birth_year"] }
         let desired = policy(DESIGN).unwrap().desired(&[stays()]);
         let mut actual = desired.clone();
         let intruder = "arn:aws:iam::999999999999:role/intruder";
-        actual.grants.insert(key(intruder, Target::Columns(t(), Columns::All)), set(&["SELECT"]));
-        actual.grants.insert(key("arn:aws:iam::999988887777:role/admin", Target::Table(t())), set(&["ALTER"]));
-        actual.grants.insert(key(intruder, Target::Filter(t(), "hand_made".into())), set(&["SELECT"]));
+        actual.grants.insert(
+            key(intruder, Target::Columns(t(), Columns::All)),
+            set(&["SELECT"]),
+        );
+        actual.grants.insert(
+            key("arn:aws:iam::999988887777:role/admin", Target::Table(t())),
+            set(&["ALTER"]),
+        );
+        actual.grants.insert(
+            key(intruder, Target::Filter(t(), "hand_made".into())),
+            set(&["SELECT"]),
+        );
         actual
             .grants
             .get_mut(&key(ANALYST, Target::Table(t())))
             .unwrap()
             .insert("DROP".into());
         let ignored = set(&["arn:aws:iam::999988887777:role/admin"]);
-        let changes: Vec<String> = diff(&desired, &actual, &ignored).iter().map(ToString::to_string).collect();
+        let changes: Vec<String> = diff(&desired, &actual, &ignored)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             changes,
             vec![
-                format!("- revoke DROP on table hospital_activity_chu.hospital_stays from {ANALYST}"),
-                format!("- revoke SELECT on table hospital_activity_chu.hospital_stays (all columns) from {intruder}"),
+                format!(
+                    "- revoke DROP on table hospital_activity_chu.hospital_stays from {ANALYST}"
+                ),
+                format!(
+                    "- revoke SELECT on table hospital_activity_chu.hospital_stays (all columns) from {intruder}"
+                ),
             ]
         );
     }
@@ -888,19 +956,57 @@ columns = { exclude = ["patient_id", "birth_year"] }
     #[test]
     fn grant_errors_name_the_grant() {
         let cases = [
-            (DESIGN.replace("role/ministry-statistics", "user"), "grant #1", "not an IAM role"),
-            (DESIGN.replace("\"arn:aws:iam::111122223333:role/ministry-statistics\"", "\"111122223333\""), "grant #1", "is an account"),
-            (DESIGN.replace("\"SELECT\", \"DESCRIBE\"", "\"READ\""), "grant #1", "permission \"READ\""),
-            (DESIGN.replace("permissions = [\"SELECT\"]", "permissions = [\"DESCRIBE\"]"), "grant #2", "restrict SELECT"),
-            (DESIGN.replace("'76'", "lower('76')"), "grant #2", "row filter"),
-            (DESIGN.replace("domain = \"hospital_activity\" }\npermissions = [\"SELECT\"]", "table = \"hospital_stays\" }\npermissions = [\"SELECT\"]"), "grant #2", "ambiguous"),
-            (DESIGN.replace("columns = { exclude = [\"patient_id\"] }", "columns = { include = [] }"), "grant #1", "empty"),
+            (
+                DESIGN.replace("role/ministry-statistics", "user"),
+                "grant #1",
+                "not an IAM role",
+            ),
+            (
+                DESIGN.replace(
+                    "\"arn:aws:iam::111122223333:role/ministry-statistics\"",
+                    "\"111122223333\"",
+                ),
+                "grant #1",
+                "is an account",
+            ),
+            (
+                DESIGN.replace("\"SELECT\", \"DESCRIBE\"", "\"READ\""),
+                "grant #1",
+                "permission \"READ\"",
+            ),
+            (
+                DESIGN.replace("permissions = [\"SELECT\"]", "permissions = [\"DESCRIBE\"]"),
+                "grant #2",
+                "restrict SELECT",
+            ),
+            (
+                DESIGN.replace("'76'", "lower('76')"),
+                "grant #2",
+                "row filter",
+            ),
+            (
+                DESIGN.replace(
+                    "domain = \"hospital_activity\" }\npermissions = [\"SELECT\"]",
+                    "table = \"hospital_stays\" }\npermissions = [\"SELECT\"]",
+                ),
+                "grant #2",
+                "ambiguous",
+            ),
+            (
+                DESIGN.replace(
+                    "columns = { exclude = [\"patient_id\"] }",
+                    "columns = { include = [] }",
+                ),
+                "grant #1",
+                "empty",
+            ),
         ];
         for (text, grant, problem) in cases {
             let e = policy(&text).unwrap_err().to_string();
             assert!(e.contains(grant) && e.contains(problem), "{e}");
         }
-        let e = policy("[[grant]]\nprincipal = \"x\"\ntables = {}\npermissions = []\ncolour = 1\n").unwrap_err();
+        let e = policy("[[grant]]\nprincipal = \"x\"\ntables = {}\npermissions = []\ncolour = 1\n")
+            .unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
     }
 
@@ -914,9 +1020,17 @@ columns = { exclude = ["patient_id", "birth_year"] }
                 .to_string()
         };
         let msg = e(DESIGN.replace("\"patient_id\"]", "\"nope\"]"));
-        assert!(msg.contains("grant #1") && msg.contains("table hospital_activity_chu.hospital_stays") && msg.contains("nope"), "{msg}");
+        assert!(
+            msg.contains("grant #1")
+                && msg.contains("table hospital_activity_chu.hospital_stays")
+                && msg.contains("nope"),
+            "{msg}"
+        );
         let msg = e(DESIGN.replace("region_code = '76'", "cost = '76'"));
-        assert!(msg.contains("grant #2") && msg.contains("unquoted number"), "{msg}");
+        assert!(
+            msg.contains("grant #2") && msg.contains("unquoted number"),
+            "{msg}"
+        );
         let msg = e(DESIGN.replace("region_code = '76'", "missing = '76'"));
         assert!(msg.contains("not in the table"), "{msg}");
         let mut many = String::new();
@@ -924,11 +1038,22 @@ columns = { exclude = ["patient_id", "birth_year"] }
             many.push_str(&format!("[[grant]]\nprincipal = \"{AGENCY}\"\ntables = {{ domain = \"hospital_activity\" }}\npermissions = [\"SELECT\"]\nrows = \"region_code = '{n}'\"\n"));
         }
         let msg = e(many);
-        assert!(msg.contains("more than 10 row filters") && msg.contains("grant #11"), "{msg}");
-        let two = format!("{DESIGN}\n[[grant]]\nprincipal = \"{ANALYST}\"\ntables = {{ database = \"hospital_activity_chu\" }}\npermissions = [\"SELECT\"]\n");
+        assert!(
+            msg.contains("more than 10 row filters") && msg.contains("grant #11"),
+            "{msg}"
+        );
+        let two = format!(
+            "{DESIGN}\n[[grant]]\nprincipal = \"{ANALYST}\"\ntables = {{ database = \"hospital_activity_chu\" }}\npermissions = [\"SELECT\"]\n"
+        );
         let msg = e(two);
-        assert!(msg.contains("grant #3") && msg.contains("one column set"), "{msg}");
+        assert!(
+            msg.contains("grant #3") && msg.contains("one column set"),
+            "{msg}"
+        );
         // A grant whose selector matches nothing is fine.
-        policy(&DESIGN.replace("domain = \"hospital_activity\"", "domain = \"claims\"")).unwrap().lint_tables(&[stays()]).unwrap();
+        policy(&DESIGN.replace("domain = \"hospital_activity\"", "domain = \"claims\""))
+            .unwrap()
+            .lint_tables(&[stays()])
+            .unwrap();
     }
 }

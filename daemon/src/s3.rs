@@ -21,7 +21,12 @@ impl S3 {
 
     /// The object's bytes; an error (code `TooLarge`, permanent) when it is over `max` bytes,
     /// checked before reading the body.
-    pub async fn get_bounded(&self, bucket: &str, key: &str, max: usize) -> Result<Vec<u8>, AwsError> {
+    pub async fn get_bounded(
+        &self,
+        bucket: &str,
+        key: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, AwsError> {
         let resource = format!("s3://{bucket}/{key}");
         let out = self
             .client
@@ -50,8 +55,13 @@ impl S3 {
             .collect()
             .await
             .map_err(|e| {
-                AwsError::invalid_answer(SERVICE, "GetObject", &resource, format!("reading the body: {e}"))
-                    .transient()
+                AwsError::invalid_answer(
+                    SERVICE,
+                    "GetObject",
+                    &resource,
+                    format!("reading the body: {e}"),
+                )
+                .transient()
             })?
             .into_bytes();
         if bytes.len() > max {

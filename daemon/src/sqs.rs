@@ -112,7 +112,11 @@ impl Sqs {
     }
 
     /// Sets a message's visibility timeout (0 makes it visible again now).
-    pub async fn set_visibility(&self, receipt: &str, visibility: Duration) -> Result<(), AwsError> {
+    pub async fn set_visibility(
+        &self,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), AwsError> {
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)
@@ -120,7 +124,9 @@ impl Sqs {
             .visibility_timeout(secs(visibility))
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk(SERVICE, "ChangeMessageVisibility", &self.queue_url, e))?;
+            .map_err(|e| {
+                AwsError::from_sdk(SERVICE, "ChangeMessageVisibility", &self.queue_url, e)
+            })?;
         Ok(())
     }
 
@@ -175,7 +181,9 @@ mod tests {
     #[test]
     fn redrive_policy_in_both_spellings() {
         assert_eq!(
-            redrive(r#"{"deadLetterTargetArn":"arn:aws:sqs:eu-west-3:1:dlq","maxReceiveCount":"3"}"#),
+            redrive(
+                r#"{"deadLetterTargetArn":"arn:aws:sqs:eu-west-3:1:dlq","maxReceiveCount":"3"}"#
+            ),
             Some((3, "arn:aws:sqs:eu-west-3:1:dlq".into()))
         );
         assert_eq!(

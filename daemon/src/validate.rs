@@ -106,7 +106,10 @@ pub fn check(settings: &Settings, env: Envelope<'_>) -> Result<Accepted, Rejecti
     rejection.producer = a.producer_id.clone();
     rejection.announcement = a.announcement_id.clone();
     let Some(producer) = settings.producers.get(&a.producer_id) else {
-        return reject(rejection, format!("producer {:?} is not registered", a.producer_id));
+        return reject(
+            rejection,
+            format!("producer {:?} is not registered", a.producer_id),
+        );
     };
     if let Err(e) = a.check_message_attributes(env.producer_id, env.announcement_version) {
         return reject(rejection, e.to_string());
@@ -150,7 +153,12 @@ pub fn check(settings: &Settings, env: Envelope<'_>) -> Result<Accepted, Rejecti
                 "domain {:?} is not allowed for producer {:?} (allowed: {})",
                 a.domain,
                 producer.id,
-                producer.domains.iter().cloned().collect::<Vec<_>>().join(", ")
+                producer
+                    .domains
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         );
     }
@@ -169,7 +177,10 @@ pub fn check(settings: &Settings, env: Envelope<'_>) -> Result<Accepted, Rejecti
     {
         return reject(
             rejection,
-            format!("manifest in bucket {bucket:?}, not producer {:?}'s", producer.id),
+            format!(
+                "manifest in bucket {bucket:?}, not producer {:?}'s",
+                producer.id
+            ),
         );
     }
     Ok(Accepted {
@@ -181,7 +192,11 @@ pub fn check(settings: &Settings, env: Envelope<'_>) -> Result<Accepted, Rejecti
 }
 
 /// All checks; a claim check's manifest is read from the producer's bucket.
-pub async fn validate(settings: &Settings, s3: &S3, env: Envelope<'_>) -> Result<Accepted, ValidateError> {
+pub async fn validate(
+    settings: &Settings,
+    s3: &S3,
+    env: Envelope<'_>,
+) -> Result<Accepted, ValidateError> {
     let mut accepted = check(settings, env).map_err(ValidateError::Rejected)?;
     if let Some((bucket, key)) = accepted.announcement.manifest_location() {
         let rejected = |reason: String| {
@@ -314,13 +329,31 @@ domains = ["hospital_activity"]
         assert!(reason(&other, ROLE).contains("domain \"claims\" is not allowed"));
         let mut unknown = good.clone();
         unknown.producer_id = "chu-nantes".into();
-        let r = check(&settings(), Envelope { producer_id: Some("chu-nantes"), ..env(&unknown.to_json(), ROLE) }).unwrap_err();
+        let r = check(
+            &settings(),
+            Envelope {
+                producer_id: Some("chu-nantes"),
+                ..env(&unknown.to_json(), ROLE)
+            },
+        )
+        .unwrap_err();
         assert!(r.reason.contains("not registered"), "{r}");
         assert_eq!(r.producer, "chu-nantes");
         assert!(reason("{not json", ROLE).contains("not a version 1 announcement"));
         let extra = body.replacen('{', "{\"extra\":1,", 1);
-        assert!(reason(&extra, ROLE).contains("unknown field"), "{}", reason(&extra, ROLE));
-        let r = check(&settings(), Envelope { producer_id: Some("chu-lille"), ..env(&body, ROLE) }).unwrap_err();
+        assert!(
+            reason(&extra, ROLE).contains("unknown field"),
+            "{}",
+            reason(&extra, ROLE)
+        );
+        let r = check(
+            &settings(),
+            Envelope {
+                producer_id: Some("chu-lille"),
+                ..env(&body, ROLE)
+            },
+        )
+        .unwrap_err();
         assert!(r.reason.contains("message attribute `producer_id`"), "{r}");
         assert!(reason(&" ".repeat(MAX_BODY_BYTES + 1), ROLE).contains("over"));
     }

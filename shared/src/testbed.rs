@@ -587,7 +587,11 @@ impl Emulator {
     /// /moto-api/state-manager/set-transition`), e.g. `set_transition("glue::crawl",
     /// r#"{"progression": "time", "seconds": 5}"#)` for crawls that run five seconds, then
     /// finish for five more. Dedicated emulators only: it applies to every client.
-    pub fn set_transition(&self, model_name: &str, transition_json: &str) -> Result<(), TestbedError> {
+    pub fn set_transition(
+        &self,
+        model_name: &str,
+        transition_json: &str,
+    ) -> Result<(), TestbedError> {
         if self.shared {
             return Err(TestbedError::SharedState {
                 what: "set-transition",

@@ -42,21 +42,34 @@ async fn check_config_plan_and_run_once() {
     let out = syncd(&w, &["check-config"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("SQS: queue reachable; poison messages go to"), "{}", text(&out));
+    assert!(
+        stdout.contains("SQS: queue reachable; poison messages go to"),
+        "{}",
+        text(&out)
+    );
     assert!(stdout.contains("Glue: catalog reachable"), "{}", text(&out));
-    assert!(stdout.contains("Lake Formation: data lake settings reachable"), "{}", text(&out));
+    assert!(
+        stdout.contains("Lake Formation: data lake settings reachable"),
+        "{}",
+        text(&out)
+    );
     assert!(stdout.contains("policy: lint passed"), "{}", text(&out));
 
     let out = syncd(&w, &["plan"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no changes"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        text(&out)
+    );
 
     w.send_raw("not json at all", Some(&w.producer)).await;
     let out = syncd(&w, &["run", "--once"]);
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("audit: rejected announcement") && stderr.contains("sender=AIDAIT2UOQQY3AUEKVGXU"),
+        stderr.contains("audit: rejected announcement")
+            && stderr.contains("sender=AIDAIT2UOQQY3AUEKVGXU"),
         "{}",
         text(&out)
     );
@@ -71,12 +84,20 @@ async fn bad_configuration_and_policy_name_the_key_and_grant() {
     w.extra = "max_in_flight = 0".into();
     let out = syncd(&w, &["check-config"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("key `max_in_flight`"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("key `max_in_flight`"),
+        "{}",
+        text(&out)
+    );
 
     w.extra = String::new();
     w.write_policy("[[grant]]\nprincipal = \"arn:aws:iam::111122223333:role/x\"\ntables = { domain = \"d\" }\npermissions = [\"SELECT\"]\nrows = \"lower(region) = 'a'\"\n");
     let out = syncd(&w, &["check-config"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("grant #1") && stderr.contains("function lower"), "{}", text(&out));
+    assert!(
+        stderr.contains("grant #1") && stderr.contains("function lower"),
+        "{}",
+        text(&out)
+    );
 }

@@ -12,12 +12,20 @@ async fn nothing_changed(w: &World) {
     assert!(db.is_err(), "database {} must not exist", w.database());
     let resources = w.lf().list_resources().send().await.expect("resources");
     assert!(
-        resources.resource_info_list().iter().all(|r| !r.resource_arn().unwrap_or_default().contains(&w.bucket)),
+        resources
+            .resource_info_list()
+            .iter()
+            .all(|r| !r.resource_arn().unwrap_or_default().contains(&w.bucket)),
         "{:?}",
         resources.resource_info_list()
     );
     let crawlers = w.glue().list_crawlers().send().await.expect("crawlers");
-    assert!(crawlers.crawler_names().iter().all(|c| !c.contains(&w.database())));
+    assert!(
+        crawlers
+            .crawler_names()
+            .iter()
+            .all(|c| !c.contains(&w.database()))
+    );
 }
 
 /// Runs the daemon on what was sent; every message must be rejected and end in the DLQ.
@@ -26,7 +34,12 @@ async fn expect_rejected(w: &World, sent: usize, reasons: &[&str]) {
     assert_eq!(report.done, 0, "{report:?}");
     assert_eq!(report.failed, 0, "{report:?}");
     // Each message is received twice (maxReceiveCount 2), then moved to the dead-letter queue.
-    assert_eq!(report.rejections.len(), 2 * sent, "{:#?}", report.rejections);
+    assert_eq!(
+        report.rejections.len(),
+        2 * sent,
+        "{:#?}",
+        report.rejections
+    );
     for reason in reasons {
         assert!(
             report.rejections.iter().any(|r| r.reason.contains(reason)),
@@ -39,7 +52,11 @@ async fn expect_rejected(w: &World, sent: usize, reasons: &[&str]) {
         assert!(!audit.is_empty(), "no audit line says {reason:?}");
     }
     assert_eq!(w.depth(&w.queue_url).await, 0, "nothing left in the queue");
-    assert_eq!(w.depth(&w.dlq_url).await, sent as u64, "every forged message is in the DLQ");
+    assert_eq!(
+        w.depth(&w.dlq_url).await,
+        sent as u64,
+        "every forged message is in the DLQ"
+    );
     nothing_changed(w).await;
 }
 
@@ -61,15 +78,22 @@ async fn forged_announcements_change_nothing_and_reach_the_dlq() {
     w.send(&elsewhere).await;
 
     let mut other_bucket = good.clone();
-    other_bucket.location = other_bucket.location.replace(&w.bucket, "someone-elses-bucket");
+    other_bucket.location = other_bucket
+        .location
+        .replace(&w.bucket, "someone-elses-bucket");
     w.send(&other_bucket).await;
 
     let mut domain = good.clone();
     domain.domain = "claims".into();
     w.send(&domain).await;
 
-    w.send_raw("{\"version\": 1, \"announcement_id\": ", Some(&w.producer)).await;
-    w.send_raw(&good.to_json().replacen('{', "{\"injected\": true, ", 1), Some(&w.producer)).await;
+    w.send_raw("{\"version\": 1, \"announcement_id\": ", Some(&w.producer))
+        .await;
+    w.send_raw(
+        &good.to_json().replacen('{', "{\"injected\": true, ", 1),
+        Some(&w.producer),
+    )
+    .await;
 
     expect_rejected(
         &w,
@@ -84,7 +108,11 @@ async fn forged_announcements_change_nothing_and_reach_the_dlq() {
     )
     .await;
     let line = log_lines(&["audit: rejected announcement", "chu-nowhere"]);
-    assert!(line[0].contains("sender=AIDAIT2UOQQY3AUEKVGXU") && line[0].contains("producer=chu-nowhere"), "{line:?}");
+    assert!(
+        line[0].contains("sender=AIDAIT2UOQQY3AUEKVGXU")
+            && line[0].contains("producer=chu-nowhere"),
+        "{line:?}"
+    );
 }
 
 #[tokio::test]
@@ -94,7 +122,12 @@ async fn a_sender_that_is_not_the_producers_agent_is_rejected() {
     w.sender_ids = vec!["AROAREALAGENTROLE0000".into()];
     let a = w.upload("hospital_stays", &[1], 12).await;
     w.send(&a).await;
-    expect_rejected(&w, 1, &["SenderId \"AIDAIT2UOQQY3AUEKVGXU\" is not one of producer"]).await;
+    expect_rejected(
+        &w,
+        1,
+        &["SenderId \"AIDAIT2UOQQY3AUEKVGXU\" is not one of producer"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -116,7 +149,12 @@ async fn claim_checks_must_match_their_manifest_in_the_producers_bucket() {
             .collect(),
     );
     big.rows = 4 * 3000;
-    let Envelope::ClaimCheck { body, manifest_bucket, .. } = big.envelope().expect("valid") else {
+    let Envelope::ClaimCheck {
+        body,
+        manifest_bucket,
+        ..
+    } = big.envelope().expect("valid")
+    else {
         panic!("3000 objects need a claim check");
     };
     // 1: the manifest is missing.
@@ -128,7 +166,12 @@ async fn claim_checks_must_match_their_manifest_in_the_producers_bucket() {
     for o in other.objects.iter_mut().flatten() {
         o.key = o.key.replace(&big.announcement_id, "0123456789abcdef");
     }
-    let Envelope::ClaimCheck { body: body2, manifest_key: key2, .. } = other.envelope().expect("valid") else {
+    let Envelope::ClaimCheck {
+        body: body2,
+        manifest_key: key2,
+        ..
+    } = other.envelope().expect("valid")
+    else {
         panic!("claim check");
     };
     let mut tampered = other.clone();
@@ -152,7 +195,11 @@ async fn claim_checks_must_match_their_manifest_in_the_producers_bucket() {
     expect_rejected(
         &w,
         3,
-        &["NoSuchKey", "`rows` differs between the message and the manifest", "`manifest`: \"s3://attacker-bucket/"],
+        &[
+            "NoSuchKey",
+            "`rows` differs between the message and the manifest",
+            "`manifest`: \"s3://attacker-bucket/",
+        ],
     )
     .await;
 }

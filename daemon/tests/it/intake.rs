@@ -25,7 +25,10 @@ fn slow_emulator() -> &'static Emulator {
 async fn visibility_is_extended_while_a_long_crawl_runs() {
     let w = World::new(slow_emulator(), 3).await;
     // visibility_timeout_secs = 10 (the smallest allowed): renewed every 3.3 s.
-    let w = World { extra: "visibility_timeout_secs = 10".into(), ..w };
+    let w = World {
+        extra: "visibility_timeout_secs = 10".into(),
+        ..w
+    };
     let a = w.upload("hospital_stays", &[1], 21).await;
     w.send(&a).await;
     let sqs = w.emulator.sqs(&w.sdk);
@@ -33,12 +36,25 @@ async fn visibility_is_extended_while_a_long_crawl_runs() {
     let peek = async {
         // Well past the 10 s visibility timeout, while the crawl still runs.
         tokio::time::sleep(Duration::from_secs(13)).await;
-        let got = sqs.receive_message().queue_url(&queue).wait_time_seconds(0).send().await.expect("receive");
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
         got.messages().len()
     };
     let (report, seen_by_other) = tokio::join!(w.run_once(), peek);
-    assert_eq!(seen_by_other, 0, "the message stayed invisible during its work");
-    assert_eq!((report.received, report.done, report.failed), (1, 1, 0), "{report:?}");
+    assert_eq!(
+        seen_by_other, 0,
+        "the message stayed invisible during its work"
+    );
+    assert_eq!(
+        (report.received, report.done, report.failed),
+        (1, 1, 0),
+        "{report:?}"
+    );
     assert!(!log_lines(&["visibility extended by 10 s"]).is_empty());
     assert_eq!(w.depth(&w.queue_url).await, 0);
 }
@@ -46,13 +62,19 @@ async fn visibility_is_extended_while_a_long_crawl_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_releases_messages_still_in_flight() {
     let w = World::new(slow_emulator(), 3).await;
-    let w = World { extra: "shutdown_grace_secs = 1\nvisibility_timeout_secs = 60".into(), ..w };
+    let w = World {
+        extra: "shutdown_grace_secs = 1\nvisibility_timeout_secs = 60".into(),
+        ..w
+    };
     let a = w.upload("hospital_stays", &[1], 22).await;
     w.send(&a).await;
     let (settings, policy) = w.load();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
-    let crawler = format!("crawler=lakemesh-{}-hospital_stays: crawl started", w.database());
+    let crawler = format!(
+        "crawler=lakemesh-{}-hospital_stays: crawl started",
+        w.database()
+    );
     let service = tokio::spawn({
         let sdk = w.sdk.clone();
         async move { commands::run(settings, policy, &sdk, false, shutdown).await }
@@ -70,7 +92,11 @@ async fn shutdown_releases_messages_still_in_flight() {
         .expect("stopped within the grace period")
         .expect("task")
         .expect("run");
-    assert_eq!((report.received, report.released, report.done), (1, 1, 0), "{report:?}");
+    assert_eq!(
+        (report.received, report.released, report.done),
+        (1, 1, 0),
+        "{report:?}"
+    );
     let got = w
         .emulator
         .sqs(&w.sdk)
@@ -80,7 +106,11 @@ async fn shutdown_releases_messages_still_in_flight() {
         .send()
         .await
         .expect("receive");
-    assert_eq!(got.messages().len(), 1, "the released message is visible again at once");
+    assert_eq!(
+        got.messages().len(),
+        1,
+        "the released message is visible again at once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -91,7 +121,10 @@ async fn two_daemons_on_one_queue_reach_the_same_state() {
         let a = w.upload("hospital_stays", &[m], 30 + i64::from(m)).await;
         w.send(&a).await;
     }
-    let w = World { extra: "max_in_flight = 2".into(), ..w };
+    let w = World {
+        extra: "max_in_flight = 2".into(),
+        ..w
+    };
     let (one, two) = tokio::join!(w.run_once(), w.run_once());
     assert_eq!(one.done + two.done, 4, "{one:?} {two:?}");
     assert_eq!(one.failed + two.failed, 0, "{one:?} {two:?}");
@@ -105,7 +138,9 @@ async fn two_daemons_on_one_queue_reach_the_same_state() {
         .expect("partitions");
     assert_eq!(parts.partitions().len(), 4);
     let (settings, policy) = w.load();
-    let plan = commands::plan(settings, policy, &w.sdk).await.expect("plan");
+    let plan = commands::plan(settings, policy, &w.sdk)
+        .await
+        .expect("plan");
     assert!(plan.is_empty(), "{plan:?}");
     // The filter was created once, whoever came first.
     let filters = w

@@ -11,12 +11,20 @@ use crate::support::{AGENCY, ANALYST, DESIGN_POLICY, World};
 
 async fn plan(w: &World) -> Vec<String> {
     let (settings, policy) = w.load();
-    commands::plan(settings, policy, &w.sdk).await.expect("plan").iter().map(ToString::to_string).collect()
+    commands::plan(settings, policy, &w.sdk)
+        .await
+        .expect("plan")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 async fn apply(w: &World) -> usize {
     let (settings, policy) = w.load();
-    commands::apply(settings, policy, &w.sdk).await.expect("apply").len()
+    commands::apply(settings, policy, &w.sdk)
+        .await
+        .expect("apply")
+        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,17 +36,25 @@ async fn policy_changes_give_precise_plans_that_apply_reaches() {
     assert_eq!(w.run_once().await.done, 1);
     let db = w.database();
     let t = format!("{db}.hospital_stays");
-    let table = TableRef { database: db.clone(), table: "hospital_stays".into() };
+    let table = TableRef {
+        database: db.clone(),
+        table: "hospital_stays".into(),
+    };
     assert_eq!(plan(&w).await, Vec::<String>::new());
     assert_eq!(apply(&w).await, 0);
 
     // Drop a column from the analyst's grant.
-    w.write_policy(&DESIGN_POLICY.replace("exclude = [\"patient_id\"]", "exclude = [\"patient_id\", \"total_cost\"]"));
+    w.write_policy(&DESIGN_POLICY.replace(
+        "exclude = [\"patient_id\"]",
+        "exclude = [\"patient_id\", \"total_cost\"]",
+    ));
     assert_eq!(
         plan(&w).await,
         vec![
             format!("- revoke SELECT on table {t} (all columns but patient_id) from {ANALYST}"),
-            format!("+ grant SELECT on table {t} (all columns but patient_id, total_cost) to {ANALYST}"),
+            format!(
+                "+ grant SELECT on table {t} (all columns but patient_id, total_cost) to {ANALYST}"
+            ),
         ]
     );
     assert_eq!(apply(&w).await, 2);
@@ -46,7 +62,10 @@ async fn policy_changes_give_precise_plans_that_apply_reaches() {
 
     // Change the agency's filter.
     let policy2 = DESIGN_POLICY
-        .replace("exclude = [\"patient_id\"]", "exclude = [\"patient_id\", \"total_cost\"]")
+        .replace(
+            "exclude = [\"patient_id\"]",
+            "exclude = [\"patient_id\", \"total_cost\"]",
+        )
         .replace("'76'", "'11'");
     w.write_policy(&policy2);
     let old = filter_name(AGENCY, &table, "region_code = '76'");
@@ -54,7 +73,9 @@ async fn policy_changes_give_precise_plans_that_apply_reaches() {
     assert_eq!(
         plan(&w).await,
         vec![
-            format!("+ create data cells filter {new} on {t}: rows \"region_code = '11'\", all columns but birth_year, patient_id"),
+            format!(
+                "+ create data cells filter {new} on {t}: rows \"region_code = '11'\", all columns but birth_year, patient_id"
+            ),
             format!("- revoke SELECT on data cells filter {old} of {t} from {AGENCY}"),
             format!("+ grant SELECT on data cells filter {new} of {t} to {AGENCY}"),
             format!("- delete data cells filter {old} on {t}"),
@@ -86,10 +107,20 @@ async fn policy_changes_give_precise_plans_that_apply_reaches() {
 
     // A grant made by hand beside the policy's, on the same table and principal, is revoked.
     lf.grant_permissions()
-        .principal(DataLakePrincipal::builder().data_lake_principal_identifier(ANALYST).build())
+        .principal(
+            DataLakePrincipal::builder()
+                .data_lake_principal_identifier(ANALYST)
+                .build(),
+        )
         .resource(
             Resource::builder()
-                .table(TableResource::builder().database_name(&db).name("hospital_stays").build().expect("t"))
+                .table(
+                    TableResource::builder()
+                        .database_name(&db)
+                        .name("hospital_stays")
+                        .build()
+                        .expect("t"),
+                )
                 .build(),
         )
         .permissions(Permission::Drop)
@@ -108,13 +139,21 @@ async fn policy_changes_give_precise_plans_that_apply_reaches() {
     assert_eq!(plan(&w).await, Vec::<String>::new());
 
     // Remove a principal: all it had goes, and its filter.
-    let only_analyst = format!("[[grant]]{}", DESIGN_POLICY.split("\n[[grant]]").nth(1).expect("first grant"));
+    let only_analyst = format!(
+        "[[grant]]{}",
+        DESIGN_POLICY
+            .split("\n[[grant]]")
+            .nth(1)
+            .expect("first grant")
+    );
     w.write_policy(&only_analyst);
     let changes = plan(&w).await;
     assert_eq!(
         changes,
         vec![
-            format!("- revoke SELECT on table {t} (all columns but patient_id, total_cost) from {ANALYST}"),
+            format!(
+                "- revoke SELECT on table {t} (all columns but patient_id, total_cost) from {ANALYST}"
+            ),
             format!("- revoke SELECT on data cells filter {new} of {t} from {AGENCY}"),
             format!("+ grant SELECT on table {t} (all columns but patient_id) to {ANALYST}"),
             format!("- delete data cells filter {new} on {t}"),
@@ -133,7 +172,10 @@ async fn a_policy_that_does_not_fit_the_table_is_refused_before_anything_is_appl
     assert_eq!(w.run_once().await.done, 1);
     w.write_policy(&DESIGN_POLICY.replace("region_code = '76'", "admission_date IS NULL"));
     let (settings, policy) = w.load();
-    let err = commands::apply(settings, policy, &w.sdk).await.expect_err("lint refuses").to_string();
+    let err = commands::apply(settings, policy, &w.sdk)
+        .await
+        .expect_err("lint refuses")
+        .to_string();
     assert!(
         err.contains("grant #2")
             && err.contains(AGENCY)

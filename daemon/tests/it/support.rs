@@ -6,10 +6,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arrow_array::{ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow_schema::{DataType, Field, Schema};
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
-use lakemesh_shared::announcement::{Announcement, Column, Envelope, Object, Partition, ProductLocation, Source};
+use lakemesh_shared::announcement::{
+    Announcement, Column, Envelope, Object, Partition, ProductLocation, Source,
+};
 use lakemesh_shared::testbed::{ACCOUNT_ID, Emulator, MOTO_SENDER_ID};
 use lakemesh_syncd::commands;
 use lakemesh_syncd::config::Settings;
@@ -81,7 +85,12 @@ pub fn log_lines(needles: &[&str]) -> Vec<String> {
         .get()
         .map(|c| {
             c.0.lock()
-                .map(|v| v.iter().filter(|l| needles.iter().all(|n| l.contains(n))).cloned().collect())
+                .map(|v| {
+                    v.iter()
+                        .filter(|l| needles.iter().all(|n| l.contains(n)))
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_default()
         })
         .unwrap_or_default()
@@ -105,16 +114,26 @@ pub fn stays_parquet(rows: usize, seed: i64) -> Vec<u8> {
     ]));
     let n = rows as i64;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from_iter_values((0..n).map(|i| seed * 1000 + i))),
-        Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("p{i:04}")))),
-        Arc::new(Int32Array::from_iter_values((0..n).map(|i| 1950 + i as i32 % 50))),
-        Arc::new(StringArray::from_iter_values((0..n).map(|i| if i % 2 == 0 { "76" } else { "11" }))),
+        Arc::new(Int64Array::from_iter_values(
+            (0..n).map(|i| seed * 1000 + i),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| format!("p{i:04}")),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            (0..n).map(|i| 1950 + i as i32 % 50),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| if i % 2 == 0 { "76" } else { "11" }),
+        )),
         Arc::new(
             Decimal128Array::from_iter_values((0..n).map(|i| i128::from(i) * 150))
                 .with_precision_and_scale(12, 2)
                 .expect("valid decimal type"),
         ),
-        Arc::new(Date32Array::from_iter_values((0..n).map(|i| 20_000 + i as i32))),
+        Arc::new(Date32Array::from_iter_values(
+            (0..n).map(|i| 20_000 + i as i32),
+        )),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
     let mut buf = Vec::new();
@@ -189,7 +208,9 @@ impl World {
                 "announcements",
                 &[(
                     QueueAttributeName::RedrivePolicy,
-                    format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive}"}}"#),
+                    format!(
+                        r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive}"}}"#
+                    ),
                 )],
             )
             .await
@@ -224,7 +245,11 @@ impl World {
 
     /// Writes the policy file (DOMAIN replaced by this world's domain).
     pub fn write_policy(&self, text: &str) {
-        std::fs::write(self.dir.path().join("policy.toml"), text.replace("DOMAIN", &self.domain)).expect("policy");
+        std::fs::write(
+            self.dir.path().join("policy.toml"),
+            text.replace("DOMAIN", &self.domain),
+        )
+        .expect("policy");
     }
 
     pub fn config_text(&self) -> String {
@@ -255,12 +280,19 @@ domains = ["{domain}"]
 "#,
             queue = self.queue_url,
             dlq = self.dlq_url,
-            defaults = ["wait_time_secs = 1", "crawler_poll_secs = 1", "retry_limit_secs = 5", "visibility_timeout_secs = 30"]
-                .iter()
-                .filter(|d| !self.extra.contains(d.split(" =").next().unwrap_or_default()))
-                .copied()
-                .collect::<Vec<_>>()
-                .join("\n"),
+            defaults = [
+                "wait_time_secs = 1",
+                "crawler_poll_secs = 1",
+                "retry_limit_secs = 5",
+                "visibility_timeout_secs = 30"
+            ]
+            .iter()
+            .filter(|d| !self
+                .extra
+                .contains(d.split(" =").next().unwrap_or_default()))
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n"),
             extra = self.extra,
             region = e.region.unwrap_or_default(),
             endpoint = e.endpoint_url.unwrap_or_default(),
@@ -305,7 +337,10 @@ domains = ["{domain}"]
         for (i, m) in months.iter().enumerate() {
             let bytes = stays_parquet(4, seed);
             let month = format!("{m:02}");
-            let key = format!("{}year=2026/month={month}/part-{id}-{i}.parquet", loc.product_key_prefix());
+            let key = format!(
+                "{}year=2026/month={month}/part-{id}-{i}.parquet",
+                loc.product_key_prefix()
+            );
             s3.put_object()
                 .bucket(&self.bucket)
                 .key(&key)
@@ -318,7 +353,10 @@ domains = ["{domain}"]
                 bytes: bytes.len() as u64,
                 rows: 4,
                 sha256: sha256_hex(&bytes),
-                partition: Partition(vec![("year".into(), "2026".into()), ("month".into(), month)]),
+                partition: Partition(vec![
+                    ("year".into(), "2026".into()),
+                    ("month".into(), month),
+                ]),
             });
         }
         Announcement {
@@ -370,16 +408,27 @@ domains = ["{domain}"]
     /// Sends any body, with the producer attribute when given and version 1.
     pub async fn send_raw(&self, body: &str, producer: Option<&str>) {
         let sqs = self.emulator.sqs(&self.sdk);
-        let mut req = sqs.send_message().queue_url(&self.queue_url).message_body(body);
+        let mut req = sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body);
         if let Some(p) = producer {
             req = req.message_attributes(
                 "producer_id",
-                MessageAttributeValue::builder().data_type("String").string_value(p).build().expect("attr"),
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(p)
+                    .build()
+                    .expect("attr"),
             );
         }
         req = req.message_attributes(
             "announcement_version",
-            MessageAttributeValue::builder().data_type("Number").string_value("1").build().expect("attr"),
+            MessageAttributeValue::builder()
+                .data_type("Number")
+                .string_value("1")
+                .build()
+                .expect("attr"),
         );
         req.send().await.expect("send");
     }
@@ -400,7 +449,8 @@ domains = ["{domain}"]
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        get(QueueAttributeName::ApproximateNumberOfMessages) + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        get(QueueAttributeName::ApproximateNumberOfMessages)
+            + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
     }
 
     pub fn glue(&self) -> aws_sdk_glue::Client {
