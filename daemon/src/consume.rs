@@ -474,6 +474,7 @@ impl Daemon {
             table: a.product.clone(),
         };
         let changes = self.governor.apply_table(&table).await?;
+        self.governor.tag_pii_columns(&table, &a.columns).await?;
         Ok(format!(
             "announcement {} of producer {}: table {table} {cataloged}, {} objects, {changes} policy changes",
             a.announcement_id,

@@ -631,4 +631,41 @@ impl Governor {
         self.apply(&changes).await?;
         Ok(changes.len())
     }
+
+    /// With `[pii_tag]` in the policy: tags the announced columns whose `pii` is not `keep`
+    /// (LF-tag created or completed first). Returns the columns tagged.
+    pub async fn tag_pii_columns(
+        &self,
+        table: &TableRef,
+        columns: &[lakemesh_shared::announcement::Column],
+    ) -> Result<usize, GovernError> {
+        let Some(key) = &self.policy.pii_tag else {
+            return Ok(0);
+        };
+        let mut by_value: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for c in columns {
+            if let Some(v) = crate::policy::pii_tag_value(&c.pii) {
+                by_value.entry(v).or_default().push(c.name.clone());
+            }
+        }
+        if by_value.is_empty() {
+            return Ok(0);
+        }
+        let limit = self.settings.retry_limit;
+        backoff::retry(&format!("LF-tag {key}"), limit, || {
+            self.lf.ensure_tag(key, &crate::policy::PII_TAG_VALUES)
+        })
+        .await?;
+        let mut n = 0;
+        for (value, cols) in &by_value {
+            backoff::retry(&format!("tag {table} {cols:?}"), limit, || {
+                self.lf
+                    .tag_columns(&table.database, &table.table, cols, key, value)
+            })
+            .await?;
+            n += cols.len();
+        }
+        log::info!("table={table}: LF-tag {key} on {n} protected columns");
+        Ok(n)
+    }
 }

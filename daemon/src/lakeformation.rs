@@ -4,8 +4,8 @@
 
 use aws_sdk_lakeformation::Client;
 use aws_sdk_lakeformation::types::{
-    BatchPermissionsRequestEntry, DataCellsFilter, DataLakePrincipal, Permission, Resource,
-    TableResource,
+    BatchPermissionsRequestEntry, DataCellsFilter, DataLakePrincipal, LfTagPair, Permission,
+    Resource, TableResource, TableWithColumnsResource,
 };
 
 use crate::aws_error::AwsError;
@@ -378,5 +378,102 @@ impl LakeFormation {
                 }
             }
         }
+    }
+
+    /// Makes sure LF-tag `key` exists with at least `values`.
+    pub async fn ensure_tag(&self, key: &str, values: &[&str]) -> Result<(), AwsError> {
+        let have: Vec<String> = match self.client.get_lf_tag().tag_key(key).send().await {
+            Ok(out) => out.tag_values().to_vec(),
+            Err(e) => {
+                let e = AwsError::from_sdk(SERVICE, "GetLFTag", key, e);
+                if !e.is("EntityNotFoundException") {
+                    return Err(e);
+                }
+                Vec::new()
+            }
+        };
+        if have.is_empty() {
+            self.client
+                .create_lf_tag()
+                .tag_key(key)
+                .set_tag_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(SERVICE, "CreateLFTag", key, e))?;
+            return Ok(());
+        }
+        let missing: Vec<String> = values
+            .iter()
+            .filter(|v| !have.iter().any(|h| h == *v))
+            .map(|v| (*v).to_owned())
+            .collect();
+        if !missing.is_empty() {
+            self.client
+                .update_lf_tag()
+                .tag_key(key)
+                .set_tag_values_to_add(Some(missing))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(SERVICE, "UpdateLFTag", key, e))?;
+        }
+        Ok(())
+    }
+
+    /// Puts LF-tag `key = value` on columns of a table.
+    pub async fn tag_columns(
+        &self,
+        database: &str,
+        table: &str,
+        columns: &[String],
+        key: &str,
+        value: &str,
+    ) -> Result<(), AwsError> {
+        let what = format!("{database}.{table} {columns:?}");
+        let bad = |e: aws_sdk_lakeformation::error::BuildError| {
+            AwsError::invalid_answer(
+                SERVICE,
+                "AddLFTagsToResource",
+                &what,
+                format!("request not built: {e}"),
+            )
+        };
+        let resource = Resource::builder()
+            .table_with_columns(
+                TableWithColumnsResource::builder()
+                    .database_name(database)
+                    .name(table)
+                    .set_column_names(Some(columns.to_vec()))
+                    .build()
+                    .map_err(bad)?,
+            )
+            .build();
+        let tag = LfTagPair::builder()
+            .tag_key(key)
+            .tag_values(value)
+            .build()
+            .map_err(bad)?;
+        let out = self
+            .client
+            .add_lf_tags_to_resource()
+            .resource(resource)
+            .lf_tags(tag)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "AddLFTagsToResource", &what, e))?;
+        if let Some(f) = out.failures().first() {
+            return Err(AwsError::invalid_answer(
+                SERVICE,
+                "AddLFTagsToResource",
+                &what,
+                format!(
+                    "{}: {}",
+                    f.error().and_then(|e| e.error_code()).unwrap_or_default(),
+                    f.error()
+                        .and_then(|e| e.error_message())
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
     }
 }

@@ -45,6 +45,31 @@ pub struct RawPolicy {
     /// The grants.
     #[serde(default, rename = "grant")]
     pub grants: Vec<RawGrant>,
+    /// LF-tag for protected columns: `[pii_tag] key = "lakemesh_pii"` tags every column whose
+    /// announcement says `pii` is `hmac`, `year` or `truncate:N` with that key and the value
+    /// `hmac`, `year` or `truncate`. Optional.
+    pub pii_tag: Option<RawPiiTag>,
+}
+
+/// `[pii_tag]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPiiTag {
+    /// The LF-tag key (1 to 128 characters: letters, digits, `_ . : / = + - @ %`).
+    pub key: String,
+}
+
+/// Values of the PII LF-tag.
+pub const PII_TAG_VALUES: [&str; 3] = ["hmac", "truncate", "year"];
+
+/// The PII LF-tag value of an announcement's `pii` (`None` for `keep`).
+pub fn pii_tag_value(pii: &str) -> Option<&'static str> {
+    match pii {
+        "hmac" => Some("hmac"),
+        "year" => Some("year"),
+        p if p.starts_with("truncate:") => Some("truncate"),
+        _ => None,
+    }
 }
 
 /// One `[[grant]]`.
@@ -305,6 +330,8 @@ pub struct Policy {
     pub unmanaged_principals: BTreeSet<String>,
     /// Grants in file order.
     pub grants: Vec<Grant>,
+    /// The PII LF-tag key, if any.
+    pub pii_tag: Option<String>,
 }
 
 /// A table the daemon manages, as the policy sees it.
@@ -527,9 +554,29 @@ impl Policy {
                 rows,
             });
         }
+        let pii_tag = match raw.pii_tag {
+            None => None,
+            Some(t) => {
+                let ok = (1..=128).contains(&t.key.len())
+                    && t.key
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || "_.:/=+-@%".contains(c));
+                if !ok {
+                    return Err(PolicyError::Invalid {
+                        key: "pii_tag.key".into(),
+                        reason: format!(
+                            "{:?} is not an LF-tag key (1 to 128 letters, digits and _ . : / = + - @ %)",
+                            t.key
+                        ),
+                    });
+                }
+                Some(t.key)
+            }
+        };
         Ok(Self {
             unmanaged_principals: unmanaged,
             grants,
+            pii_tag,
         })
     }
 
@@ -1008,6 +1055,20 @@ columns = { exclude = ["patient_id", "birth_year"] }
         let e = policy("[[grant]]\nprincipal = \"x\"\ntables = {}\npermissions = []\ncolour = 1\n")
             .unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn pii_tag_key_and_values() {
+        let p = policy(&format!("{DESIGN}\n[pii_tag]\nkey = \"lakemesh_pii\"\n")).unwrap();
+        assert_eq!(p.pii_tag.as_deref(), Some("lakemesh_pii"));
+        let e = policy("[pii_tag]\nkey = \"bad key!\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pii_tag.key"), "{e}");
+        assert_eq!(pii_tag_value("hmac"), Some("hmac"));
+        assert_eq!(pii_tag_value("truncate:5"), Some("truncate"));
+        assert_eq!(pii_tag_value("year"), Some("year"));
+        assert_eq!(pii_tag_value("keep"), None);
     }
 
     #[test]

@@ -184,3 +184,59 @@ async fn a_policy_that_does_not_fit_the_table_is_refused_before_anything_is_appl
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn protected_columns_get_the_pii_lf_tag() {
+    let e = Emulator::shared().expect("emulator");
+    let w = World::new(e, 3).await;
+    let key = format!("pii_{}", w.domain);
+    w.write_policy(&format!("{DESIGN_POLICY}\n[pii_tag]\nkey = \"{key}\"\n"));
+    let a = w.upload("hospital_stays", &[1], 40).await;
+    w.send(&a).await;
+    assert_eq!(w.run_once().await.done, 1);
+    let lf = w.lf();
+    let tag = lf.get_lf_tag().tag_key(&key).send().await.expect("LF-tag");
+    let mut values = tag.tag_values().to_vec();
+    values.sort();
+    assert_eq!(values, ["hmac", "truncate", "year"]);
+    let out = lf
+        .get_resource_lf_tags()
+        .resource(
+            Resource::builder()
+                .table_with_columns(
+                    aws_sdk_lakeformation::types::TableWithColumnsResource::builder()
+                        .database_name(w.database())
+                        .name("hospital_stays")
+                        .column_names("patient_id")
+                        .column_names("birth_year")
+                        .column_names("region_code")
+                        .build()
+                        .expect("resource"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("GetResourceLFTags");
+    let mut got: Vec<(String, Vec<String>)> = out
+        .lf_tags_on_columns()
+        .iter()
+        .map(|c| {
+            (
+                c.name().unwrap_or_default().to_owned(),
+                c.lf_tags()
+                    .iter()
+                    .flat_map(|t| t.tag_values().to_vec())
+                    .collect(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("birth_year".to_owned(), vec!["year".to_owned()]),
+            ("patient_id".to_owned(), vec!["hmac".to_owned()])
+        ]
+    );
+}
