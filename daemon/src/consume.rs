@@ -344,20 +344,15 @@ impl Daemon {
                 self.note(|r| r.released += 1);
             }
             Some(Outcome::Done(summary)) => {
-                let mut deleted = crate::backoff::retry(
-                    &format!("delete message {}", m.message_id),
-                    Duration::from_secs(30),
-                    || sqs.delete(&m.receipt_handle),
-                )
-                .await;
-                if let Err(e) = &deleted {
+                let delete = || sqs.delete(&m.receipt_handle);
+                let what = format!("delete message {}", m.message_id);
+                if let Err(e) = crate::backoff::retry(&what, Duration::from_secs(30), delete).await
+                {
                     log::warn!(
                         "message={}: work done but not deleted ({e}); it will be done again, harmlessly",
                         m.message_id
                     );
-                    deleted = Ok(());
                 }
-                let _ = deleted;
                 log::info!("message={}: {summary} in {secs:.1} s", m.message_id);
                 self.note(|r| r.done += 1);
             }
