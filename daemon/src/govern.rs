@@ -669,3 +669,105 @@ impl Governor {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> TableRef {
+        TableRef {
+            database: "db".into(),
+            table: "stays".into(),
+        }
+    }
+
+    fn perms(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn set(p: &[&str]) -> BTreeSet<String> {
+        p.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn listed_grants_normalise_all_wildcards_and_column_order() {
+        let table = resource(&Target::Table(t()), "1").unwrap();
+        assert_eq!(
+            normalise(&table, &perms(&["ALL"])),
+            vec![
+                (Target::Columns(t(), Columns::All), set(&["SELECT"])),
+                (
+                    Target::Table(t()),
+                    set(&["ALTER", "DELETE", "DESCRIBE", "DROP", "INSERT"])
+                ),
+            ]
+        );
+        let wildcard = Resource::builder()
+            .table_with_columns(
+                TableWithColumnsResource::builder()
+                    .database_name("db")
+                    .name("stays")
+                    .column_wildcard(ColumnWildcard::builder().build())
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        assert_eq!(
+            normalise(&wildcard, &perms(&["SELECT"])),
+            vec![(Target::Columns(t(), Columns::All), set(&["SELECT"]))]
+        );
+        let unordered = Resource::builder()
+            .table_with_columns(
+                TableWithColumnsResource::builder()
+                    .database_name("db")
+                    .name("stays")
+                    .column_names("b")
+                    .column_names("a")
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        assert_eq!(
+            normalise(&unordered, &perms(&["SELECT"])),
+            vec![(
+                Target::Columns(t(), Columns::include(["a", "b"])),
+                set(&["SELECT"])
+            )]
+        );
+    }
+
+    #[test]
+    fn targets_round_trip_through_lake_formation_resources() {
+        for target in [
+            Target::Table(t()),
+            Target::Columns(t(), Columns::All),
+            Target::Columns(t(), Columns::include(["x", "y"])),
+            Target::Columns(t(), Columns::exclude(["patient_id"])),
+            Target::Filter(t(), "lm_0123456789ab".into()),
+        ] {
+            let p = if matches!(target, Target::Table(_)) {
+                "DESCRIBE"
+            } else {
+                "SELECT"
+            };
+            let r = resource(&target, "123456789012").unwrap();
+            assert_eq!(
+                normalise(&r, &perms(&[p])),
+                vec![(target.clone(), set(&[p]))],
+                "{target}"
+            );
+        }
+        let filter = FilterDef {
+            table: t(),
+            name: "lm_0123456789ab".into(),
+            expression: "region_code = '76'".into(),
+            columns: Columns::exclude(["b", "a"]),
+        };
+        assert_eq!(filter_def(&filter_input(&filter, "1").unwrap()), filter);
+        // Database and location grants are not the policy's.
+        let db = Resource::builder()
+            .database(DatabaseResource::builder().name("db").build().unwrap())
+            .build();
+        assert!(normalise(&db, &perms(&["DESCRIBE"])).is_empty());
+    }
+}
