@@ -401,7 +401,9 @@ impl Catalog {
     }
 
     /// `catalog_mode = "direct"`: writes the table (Parquet SerDe, the announcement's columns,
-    /// string partition keys) and adds the announcement's partitions. Returns partitions added.
+    /// string partition keys) and adds the announcement's partitions (BatchCreatePartition;
+    /// when the table's columns changed, the announced partitions that existed are updated to
+    /// them with BatchUpdatePartition). Returns partitions added.
     pub async fn write_direct(
         &self,
         database: &str,
@@ -425,6 +427,7 @@ impl Catalog {
         let limit = self.settings.retry_limit;
         let what = format!("table {database}.{}", a.product);
         let existing = self.glue.get_table(database, &a.product).await?;
+        let changed = existing.as_ref().is_some_and(|t| *t != view);
         match &existing {
             Some(t) if *t == view => {}
             Some(_) => {
@@ -471,11 +474,17 @@ impl Catalog {
         if a.partition_keys.is_empty() {
             return Ok(0);
         }
-        let added = backoff::retry(&what, limit, || {
+        let (added, updated) = backoff::retry(&what, limit, || {
             self.glue
-                .add_partitions(database, &a.product, &view.columns, &partitions)
+                .put_partitions(database, &a.product, &view.columns, &partitions, changed)
         })
         .await?;
+        if updated > 0 {
+            log::info!(
+                "table={database}.{}: {updated} partitions updated to the new columns",
+                a.product
+            );
+        }
         Ok(added)
     }
 }

@@ -3,10 +3,12 @@
 
 use aws_sdk_glue::Client;
 use aws_sdk_glue::types::{
+    BatchUpdatePartitionRequestEntry, DeleteBehavior, SerDeInfo, UpdateBehavior,
+};
+use aws_sdk_glue::types::{
     Column, CrawlerTargets, DatabaseInput, LakeFormationConfiguration, PartitionInput,
     RecrawlBehavior, RecrawlPolicy, S3Target, SchemaChangePolicy, StorageDescriptor, TableInput,
 };
-use aws_sdk_glue::types::{DeleteBehavior, SerDeInfo, UpdateBehavior};
 
 use crate::aws_error::AwsError;
 
@@ -449,36 +451,40 @@ impl Glue {
     }
 
     /// Adds partitions (values, location) with the table's columns, [`PARTITION_BATCH`] per
-    /// call; partitions that exist already are left as they are. Returns how many were added.
-    pub async fn add_partitions(
+    /// call. Partitions that exist already are left as they are, unless `update_existing`:
+    /// then their storage descriptor is replaced (the table's columns changed). Returns how many
+    /// were added and how many updated.
+    pub async fn put_partitions(
         &self,
         database: &str,
         table: &str,
         columns: &[(String, String)],
         partitions: &[(Vec<String>, String)],
-    ) -> Result<usize, AwsError> {
+        update_existing: bool,
+    ) -> Result<(usize, usize), AwsError> {
         let resource = format!("{database}.{table}");
-        let mut added = 0;
+        let input = |values: &[String], location: &str| -> Result<PartitionInput, AwsError> {
+            let cols = columns
+                .iter()
+                .map(|(n, t)| {
+                    Column::builder()
+                        .name(n)
+                        .r#type(t)
+                        .build()
+                        .map_err(|e| build_err("BatchCreatePartition", &resource, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(PartitionInput::builder()
+                .set_values(Some(values.to_vec()))
+                .storage_descriptor(parquet_sd(cols, location.to_owned()))
+                .build())
+        };
+        let (mut added, mut updated) = (0, 0);
         for chunk in partitions.chunks(PARTITION_BATCH) {
-            let mut inputs = Vec::new();
-            for (values, location) in chunk {
-                let cols = columns
-                    .iter()
-                    .map(|(n, t)| {
-                        Column::builder()
-                            .name(n)
-                            .r#type(t)
-                            .build()
-                            .map_err(|e| build_err("BatchCreatePartition", &resource, e))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                inputs.push(
-                    PartitionInput::builder()
-                        .set_values(Some(values.clone()))
-                        .storage_descriptor(parquet_sd(cols, location.clone()))
-                        .build(),
-                );
-            }
+            let inputs = chunk
+                .iter()
+                .map(|(v, l)| input(v, l))
+                .collect::<Result<Vec<_>, _>>()?;
             let out = self
                 .client
                 .batch_create_partition()
@@ -488,15 +494,13 @@ impl Glue {
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk(SERVICE, "BatchCreatePartition", &resource, e))?;
-            let mut existing = 0;
+            let mut existing = Vec::new();
             for err in out.errors() {
                 let code = err
                     .error_detail()
                     .and_then(|d| d.error_code())
                     .unwrap_or_default();
-                if code == "AlreadyExistsException" {
-                    existing += 1;
-                } else {
+                if code != "AlreadyExistsException" {
                     return Err(AwsError::invalid_answer(
                         SERVICE,
                         "BatchCreatePartition",
@@ -510,10 +514,52 @@ impl Glue {
                         ),
                     ));
                 }
+                existing.push(err.partition_values().to_vec());
             }
-            added += chunk.len() - existing;
+            added += chunk.len() - existing.len();
+            if !update_existing || existing.is_empty() {
+                continue;
+            }
+            let mut entries = Vec::new();
+            for (values, location) in chunk.iter().filter(|(v, _)| existing.contains(v)) {
+                entries.push(
+                    BatchUpdatePartitionRequestEntry::builder()
+                        .set_partition_value_list(Some(values.clone()))
+                        .partition_input(input(values, location)?)
+                        .build()
+                        .map_err(|e| build_err("BatchUpdatePartition", &resource, e))?,
+                );
+            }
+            let n = entries.len();
+            let out = self
+                .client
+                .batch_update_partition()
+                .database_name(database)
+                .table_name(table)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(SERVICE, "BatchUpdatePartition", &resource, e))?;
+            if let Some(err) = out.errors().first() {
+                return Err(AwsError::invalid_answer(
+                    SERVICE,
+                    "BatchUpdatePartition",
+                    &resource,
+                    format!(
+                        "partition {:?}: {}: {}",
+                        err.partition_value_list(),
+                        err.error_detail()
+                            .and_then(|d| d.error_code())
+                            .unwrap_or_default(),
+                        err.error_detail()
+                            .and_then(|d| d.error_message())
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+            updated += n;
         }
-        Ok(added)
+        Ok((added, updated))
     }
 }
 

@@ -113,4 +113,48 @@ async fn direct_mode_writes_table_and_partitions_from_the_announcement() {
     // The same announcement again: nothing new, still done.
     w.send(&a).await;
     assert_eq!(w.run_once().await.done, 1);
+
+    // A new column: the table and the partitions announced again follow it.
+    let mut b = w.upload("hospital_stays", &[5, 6], 10).await;
+    b.columns.push(lakemesh_shared::announcement::Column {
+        name: "length_of_stay".into(),
+        ty: "int".into(),
+        pii: "keep".into(),
+        source_name: "DUREE".into(),
+    });
+    w.send(&b).await;
+    assert_eq!(w.run_once().await.done, 1);
+    let t = glue
+        .get_table()
+        .database_name(&db)
+        .name("hospital_stays")
+        .send()
+        .await
+        .expect("table")
+        .table
+        .expect("t");
+    assert_eq!(t.storage_descriptor().expect("sd").columns().len(), 7);
+    for (month, columns) in [("04", 6), ("05", 7), ("06", 7)] {
+        let p = glue
+            .get_partition()
+            .database_name(&db)
+            .table_name("hospital_stays")
+            .partition_values("2026")
+            .partition_values(month)
+            .send()
+            .await
+            .expect("partition")
+            .partition
+            .expect("partition");
+        let n = p.storage_descriptor().expect("sd").columns().len();
+        assert_eq!(n, columns, "month {month}");
+    }
+    // The column grants still hold (exclusions cover the new column too).
+    let (settings, policy) = w.load();
+    assert!(
+        commands::plan(settings, policy, &w.sdk)
+            .await
+            .expect("plan")
+            .is_empty()
+    );
 }
