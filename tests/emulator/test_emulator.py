@@ -33,7 +33,7 @@ import lakemesh_moto  # noqa: E402
 
 READY_TIMEOUT = 60
 STOP_TIMEOUT = 10
-# The built-in extensions, as the ready line lists them.
+# The built-in extensions, as the ready line lists them (sorted by name).
 EXTENSIONS = "glue-crawler-runs,lakeformation-permissions"
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "eu-west-3"}
 
@@ -227,7 +227,8 @@ class LauncherTest(unittest.TestCase):
 
     def test_extension_from_path_is_served_through_boto3(self):
         emu = self.start("--port", "0", "--quiet", "--extension-path", str(HERE / "fixtures"))
-        self.assertTrue(emu.ready_line.endswith(f"extensions: {EXTENSIONS},probe-get-data-lake-principal"), emu.ready_line)
+        listed = ",".join(sorted(EXTENSIONS.split(",") + ["probe-get-data-lake-principal"]))
+        self.assertTrue(emu.ready_line.endswith(f"extensions: {listed}"), emu.ready_line)
         lf = emu.client("lakeformation")
         self.assertEqual(lf.get_data_lake_principal()["Identity"], "arn:aws:sts::123456789012:user/moto")
         # moto's own calls still work beside it
