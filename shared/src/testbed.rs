@@ -16,7 +16,9 @@
 //!   environment (the machine's `AWS_*` variables and profiles are never read);
 //! - per-test resources with unique names ([`Emulator::fresh_bucket`], [`Emulator::fresh_queue`])
 //!   and IAM principals for least-privilege tests ([`Emulator::create_user`],
-//!   [`Emulator::sdk_config_as`], [`Emulator::reset_auth`]).
+//!   [`Emulator::sdk_config_as`], [`Emulator::reset_auth`]);
+//! - moto's state-manager transitions on dedicated emulators ([`Emulator::set_transition`]:
+//!   how fast Glue crawls run).
 //!
 //! Does not own: any AWS behaviour (moto's, or an extension's in `tests/emulator/lakemesh_moto`),
 //! nor the project's adapters under test. Clients are built per test and must not be kept across
@@ -106,7 +108,7 @@ pub enum TestbedError {
          start a dedicated one with Emulator::start()"
     )]
     SharedState {
-        /// The request (`reset-auth`).
+        /// The request (`reset-auth`, `set-transition`).
         what: &'static str,
     },
     /// A control request (`/moto-api/…`, `/_lakemesh/…`) failed.
@@ -596,6 +598,32 @@ impl Emulator {
         let path = "/moto-api/reset-auth";
         match self.control("POST", path, body)? {
             (200, answer) if answer.contains("\"status\": \"ok\"") => Ok(()),
+            (status, answer) => Err(TestbedError::Control {
+                endpoint: self.endpoint.clone(),
+                request: format!("POST {path}"),
+                reason: format!("answered {status}: {answer}"),
+            }),
+        }
+    }
+
+    /// Sets the state-manager transition of a moto model (`POST
+    /// /moto-api/state-manager/set-transition`), e.g. `set_transition("glue::crawl",
+    /// r#"{"progression": "time", "seconds": 5}"#)` for crawls that run five seconds, then
+    /// finish for five more. Dedicated emulators only: it applies to every client.
+    pub fn set_transition(
+        &self,
+        model_name: &str,
+        transition_json: &str,
+    ) -> Result<(), TestbedError> {
+        if self.shared {
+            return Err(TestbedError::SharedState {
+                what: "set-transition",
+            });
+        }
+        let path = "/moto-api/state-manager/set-transition";
+        let body = format!("{{\"model_name\": {model_name:?}, \"transition\": {transition_json}}}");
+        match self.control("POST", path, &body)? {
+            (200 | 201, _) => Ok(()),
             (status, answer) => Err(TestbedError::Control {
                 endpoint: self.endpoint.clone(),
                 request: format!("POST {path}"),

@@ -43,7 +43,7 @@ def describe_extensions() -> str:
         return f"  (cannot list extensions: {type(e).__name__}: {e})"
     exts = lakemesh_moto.registered()
     if not exts:
-        return "  none yet (the daemon's issue adds Lake Formation data cells filters and crawler behaviour)"
+        return "  none"
     return "\n".join(f"  {e.name} ({e.service}): {e.summary}" for e in exts)
 
 

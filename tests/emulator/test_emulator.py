@@ -33,6 +33,8 @@ import lakemesh_moto  # noqa: E402
 
 READY_TIMEOUT = 60
 STOP_TIMEOUT = 10
+# The built-in extensions, as the ready line lists them (sorted by name).
+EXTENSIONS = "glue-crawler-runs,lakeformation-permissions,s3-headbucket-permission"
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "eu-west-3"}
 
 
@@ -108,7 +110,7 @@ class LauncherTest(unittest.TestCase):
     def test_s3_and_sqs_answer_on_the_given_port(self):
         port = free_port()
         emu = self.start("--port", str(port), "--quiet")
-        self.assertRegex(emu.ready_line, rf"^lakemesh-emulator: ready http://127\.0\.0\.1:{port} moto 5\.2\.5 extensions: s3-headbucket-permission$")
+        self.assertRegex(emu.ready_line, rf"^lakemesh-emulator: ready http://127\.0\.0\.1:{port} moto 5\.2\.5 extensions: {EXTENSIONS}$")
 
         s3 = emu.client("s3")
         s3.create_bucket(Bucket="probe", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
@@ -135,9 +137,8 @@ class LauncherTest(unittest.TestCase):
             body = json.load(r)
         self.assertEqual(body["ready"], True)
         self.assertEqual(body["moto"], "5.2.5")
-        self.assertEqual([e["name"] for e in body["extensions"]], ["s3-headbucket-permission"])
-        self.assertTrue(body["extensions"][0]["installed"])
-        self.assertIn("s3 IAM action of HeadBucket", body["extensions"][0]["changes"][0])
+        self.assertEqual([e["name"] for e in body["extensions"]], EXTENSIONS.split(","))
+        self.assertTrue(all(e["installed"] and e["changes"] for e in body["extensions"]), body)
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"{emu.url}/_lakemesh/nope", timeout=5)
         self.assertEqual(e.exception.code, 404)
@@ -249,12 +250,14 @@ class LauncherTest(unittest.TestCase):
         r = subprocess.run([str(RUN), "--help"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("--port N", r.stdout)
-        self.assertIn("extensions:\n  s3-headbucket-permission (s3): HeadBucket is authorised by s3:ListBucket", r.stdout)
+        self.assertIn("extensions:\n  glue-crawler-runs (glue): ", r.stdout)
+        self.assertIn("  lakeformation-permissions (lakeformation): ", r.stdout)
+        self.assertIn("  s3-headbucket-permission (s3): HeadBucket is authorised by s3:ListBucket", r.stdout)
 
     def test_extension_from_path_is_served_through_boto3(self):
         emu = self.start("--port", "0", "--quiet", "--extension-path", str(HERE / "fixtures"))
-        self.assertTrue(
-            emu.ready_line.endswith("extensions: probe-get-data-lake-principal,s3-headbucket-permission"), emu.ready_line)
+        listed = ",".join(sorted(EXTENSIONS.split(",") + ["probe-get-data-lake-principal"]))
+        self.assertTrue(emu.ready_line.endswith(f"extensions: {listed}"), emu.ready_line)
         lf = emu.client("lakeformation")
         self.assertEqual(lf.get_data_lake_principal()["Identity"], "arn:aws:sts::123456789012:user/moto")
         # moto's own calls still work beside it

@@ -45,6 +45,28 @@ fn reset_auth_is_refused_on_the_shared_emulator() {
     assert!(err.to_string().contains("Emulator::start()"), "{err}");
 }
 
+#[test]
+fn set_transition_reaches_moto_and_is_refused_on_the_shared_emulator() {
+    let shared = Emulator::shared().unwrap();
+    let err = shared
+        .set_transition("glue::crawl", r#"{"progression": "immediate"}"#)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TestbedError::SharedState {
+                what: "set-transition"
+            }
+        ),
+        "{err}"
+    );
+    let e = Emulator::start().unwrap();
+    e.set_transition("glue::crawl", r#"{"progression": "time", "seconds": 3}"#)
+        .unwrap();
+    let err = e.set_transition("glue::crawl", "not json").unwrap_err();
+    assert!(matches!(err, TestbedError::Control { .. }), "{err}");
+}
+
 #[tokio::test]
 async fn fresh_resources_have_unique_names() {
     let e = Emulator::shared().unwrap();

@@ -15,9 +15,11 @@ Owns:
 
 Does not own: starting the server (server.py), the venv (run), or any AWS behaviour of its own:
 an extension implements an AWS API call faithfully to the AWS API reference, with its own tests,
-or it is not written. Registered today: `s3-headbucket-permission` (HeadBucket authorised by
-s3:ListBucket, as in AWS); the daemon's issue adds Lake Formation data cells filters and crawler
-behaviour here.
+or it is not written. The built-in extensions (lakemesh_moto.extensions): `glue-crawler-runs`
+(crawls that catalog Parquet, crawler states, UpdateCrawler), `lakeformation-permissions`
+(data cells filters; grants stored and listed as Lake Formation reports them) and
+`s3-headbucket-permission` (HeadBucket authorised by s3:ListBucket, as in AWS); each module's
+docstring lists what moto lacks or gets wrong and the AWS behaviour it follows.
 """
 
 from __future__ import annotations

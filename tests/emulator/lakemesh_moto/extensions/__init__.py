@@ -12,6 +12,7 @@ A module registers itself on import and changes moto only inside its install fun
         add_action(responses.LakeFormationResponse, "CreateDataCellsFilter", _create_response)
         add_url_path(urls, "{0}/CreateDataCellsFilter$", urls.response.dispatch)
 
-Each extension comes with tests in tests/emulator/ that call it through boto3, as a client would.
-Registered: s3_headbucket_permission.
+Each extension comes with tests in tests/emulator/ that call it through boto3, as a client would:
+glue_crawler_runs.py (test_glue_crawler.py), lakeformation_permissions.py (test_lakeformation.py),
+s3_headbucket_permission.py (test_emulator.py).
 """

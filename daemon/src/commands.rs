@@ -1,0 +1,168 @@
+//! The subcommands behind `main.rs`: `check-config` (parse, validate, lint the policy, and a
+//! cheap reachability check of SQS, Glue and Lake Formation), `run` (the service or `--once`),
+//! `plan` and `apply`. Each returns what to print; `main` prints and picks the exit code.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use lakemesh_shared::aws::SdkConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws_error::AwsError;
+use crate::config::{ConfigError, Settings};
+use crate::consume::{Clients, ConsumeError, Daemon, Report};
+use crate::govern::GovernError;
+use crate::policy::{Change, Policy, PolicyError};
+use crate::sqs::redrive;
+
+/// Why a command failed (large errors boxed: this travels up to `main`).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The configuration file.
+    #[error(transparent)]
+    Config(Box<ConfigError>),
+    /// The policy file.
+    #[error(transparent)]
+    Policy(Box<PolicyError>),
+    /// An AWS call.
+    #[error(transparent)]
+    Aws(Box<AwsError>),
+    /// Governance.
+    #[error(transparent)]
+    Govern(Box<GovernError>),
+    /// The intake.
+    #[error(transparent)]
+    Consume(Box<ConsumeError>),
+    /// A reachability check found a problem.
+    #[error("{0}")]
+    Check(String),
+}
+
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),*) => {$(
+        impl From<$ty> for CommandError {
+            fn from(e: $ty) -> Self {
+                Self::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Config(ConfigError),
+    Policy(PolicyError),
+    Aws(AwsError),
+    Govern(GovernError),
+    Consume(ConsumeError)
+);
+
+/// Loads the configuration and its policy.
+pub fn load(path: &Path) -> Result<(Arc<Settings>, Arc<Policy>), CommandError> {
+    let settings = Settings::load(path)?;
+    let policy = Policy::load(&settings.policy_file)?;
+    Ok((Arc::new(settings), Arc::new(policy)))
+}
+
+/// `check-config`: the lines to print (configuration and policy already loaded and linted by
+/// [`load`]).
+pub async fn check_config(
+    settings: &Settings,
+    policy: &Arc<Policy>,
+    sdk: &SdkConfig,
+) -> Result<Vec<String>, CommandError> {
+    let mut lines = vec![format!(
+        "{}: {} producers, {} databases, policy {} ({} grants)",
+        settings.path.display(),
+        settings.producers.len(),
+        settings.databases().len(),
+        settings.policy_file.display(),
+        policy.grants.len()
+    )];
+    let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
+    let attrs = clients.sqs.attributes(&settings.queue_url).await?;
+    match attrs.get("RedrivePolicy").and_then(|p| redrive(p)) {
+        None => {
+            return Err(CommandError::Check(format!(
+                "queue {}: no redrive policy: poison messages would never reach a dead-letter queue",
+                settings.queue_url
+            )));
+        }
+        Some((max, dlq_arn)) => {
+            if let Some(dlq) = &settings.dead_letter_queue_url {
+                let dlq_attrs = clients.sqs.attributes(dlq).await?;
+                if dlq_attrs.get("QueueArn") != Some(&dlq_arn) {
+                    return Err(CommandError::Check(format!(
+                        "queue {}: its redrive policy sends poison messages to {dlq_arn}, not to dead_letter_queue_url {dlq}",
+                        settings.queue_url
+                    )));
+                }
+            }
+            lines.push(format!(
+                "SQS: queue reachable; poison messages go to {dlq_arn} after {max} receives"
+            ));
+        }
+    }
+    let dbs = clients.glue.list_some_databases().await?;
+    lines.push(format!(
+        "Glue: catalog reachable ({} databases on the first page)",
+        dbs.len()
+    ));
+    let (db_defaults, table_defaults) = clients.lf.default_permissions().await?;
+    lines.push("Lake Formation: data lake settings reachable".into());
+    if db_defaults > 0 || table_defaults > 0 {
+        lines.push(format!(
+            "warning: the data lake still gives IAM_ALLOWED_PRINCIPALS default permissions \
+             ({db_defaults} on new databases, {table_defaults} on new tables); the daemon clears them \
+             on its own databases and tables"
+        ));
+    }
+    let daemon = Daemon::new(Arc::new(settings.clone()), Arc::clone(policy), clients);
+    let tables = daemon.governor().managed_tables(None).await?;
+    policy.lint_tables(&tables)?;
+    lines.push(format!(
+        "policy: lint passed against {} managed tables",
+        tables.len()
+    ));
+    Ok(lines)
+}
+
+/// `run`: the service until `shutdown`, or one drain with `once`.
+pub async fn run(
+    settings: Arc<Settings>,
+    policy: Arc<Policy>,
+    sdk: &SdkConfig,
+    once: bool,
+    shutdown: CancellationToken,
+) -> Result<Report, CommandError> {
+    let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
+    let daemon = Daemon::new(settings, policy, clients);
+    Ok(daemon.run(once, shutdown).await?)
+}
+
+/// `plan`: the changes that would make Lake Formation match the policy on every managed table.
+pub async fn plan(
+    settings: Arc<Settings>,
+    policy: Arc<Policy>,
+    sdk: &SdkConfig,
+) -> Result<Vec<Change>, CommandError> {
+    let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
+    let daemon = Daemon::new(settings, policy, clients);
+    let g = daemon.governor();
+    let tables = g.managed_tables(None).await?;
+    Ok(g.plan(&tables).await?)
+}
+
+/// `apply`: makes it so; returns the changes applied.
+pub async fn apply(
+    settings: Arc<Settings>,
+    policy: Arc<Policy>,
+    sdk: &SdkConfig,
+) -> Result<Vec<Change>, CommandError> {
+    let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
+    let daemon = Daemon::new(settings, policy, clients);
+    let g = daemon.governor();
+    let tables = g.managed_tables(None).await?;
+    let changes = g.plan(&tables).await?;
+    g.apply(&changes).await?;
+    Ok(changes)
+}

@@ -1,0 +1,480 @@
+//! Announcement intake: long-poll the queue (batches of up to 10), work on at most
+//! `max_in_flight` messages at once, keep each message invisible while its work runs
+//! (visibility renewed every third of `visibility_timeout_secs`), delete it only after its
+//! work succeeded. A rejected message (see `validate`) is an audit event: nothing changes in
+//! Glue or Lake Formation, and the message is made visible again at once so that the queue's
+//! redrive policy moves it to the dead-letter queue after `maxReceiveCount` receives; a
+//! transient failure waits a capped, growing visibility timeout before the next try.
+//!
+//! Shutdown: when `shutdown` fires, no more messages are received; messages in flight get
+//! `shutdown_grace_secs` to finish, then are released (visibility 0) for another daemon.
+//! `run --once` drains the queue: it ends when a receive finds nothing and no work is left.
+//!
+//! The work of one message: validate, the database, the producer's location registration, the
+//! crawler role's grants, the crawler (or the direct table), the coalesced crawl, and the
+//! policy for that table. Every step is idempotent, so several daemons on one queue, and a
+//! message delivered twice, end in the same state.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lakemesh_shared::aws::{AwsSettings, SdkConfig};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::aws_error::AwsError;
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::{CatalogMode, Settings};
+use crate::glue::Glue;
+use crate::govern::{GovernError, Governor};
+use crate::lakeformation::LakeFormation;
+use crate::policy::{Policy, TableRef};
+use crate::s3::S3;
+use crate::sqs::{Received, Sqs, redrive};
+use crate::validate::{self, Accepted, Envelope, Rejection, ValidateError};
+
+/// Log target of audit events (rejected announcements).
+pub const AUDIT_TARGET: &str = "lakemesh_syncd::audit";
+/// Longest visibility timeout after a transient failure.
+pub const MAX_RETRY_VISIBILITY: Duration = Duration::from_secs(900);
+
+/// The AWS clients of the daemon.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// The announcements queue.
+    pub sqs: Sqs,
+    /// Claim-check manifests.
+    pub s3: S3,
+    /// The Data Catalog.
+    pub glue: Glue,
+    /// Lake Formation.
+    pub lf: LakeFormation,
+}
+
+impl Clients {
+    /// Clients for `sdk` (S3 path-style per `aws.force_path_style`).
+    pub fn new(sdk: &SdkConfig, aws: &AwsSettings, queue_url: &str) -> Self {
+        Self {
+            sqs: Sqs::new(aws_sdk_sqs::Client::new(sdk), queue_url),
+            s3: S3::new(lakemesh_shared::aws::s3_client(sdk, aws)),
+            glue: Glue::new(aws_sdk_glue::Client::new(sdk)),
+            lf: LakeFormation::new(aws_sdk_lakeformation::Client::new(sdk)),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Messages received (a redelivered message counts again).
+    pub received: u64,
+    /// Messages whose work succeeded and that were deleted.
+    pub done: u64,
+    /// Rejected messages (audit events).
+    pub rejections: Vec<Rejection>,
+    /// Messages whose work failed (left for a retry or the dead-letter queue).
+    pub failed: u64,
+    /// Messages released at shutdown.
+    pub released: u64,
+    /// Crawls started.
+    pub crawls_started: u64,
+}
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    /// The queue cannot be read.
+    #[error("receiving from {queue}: {source}")]
+    Receive {
+        /// Queue URL.
+        queue: String,
+        /// The SQS error.
+        source: AwsError,
+    },
+}
+
+/// A step of a message's work that failed.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Validate(ValidateError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Govern(#[from] GovernError),
+}
+
+impl StepError {
+    /// The work stopped because the daemon is shutting down.
+    fn is_shutdown(&self) -> bool {
+        matches!(self, Self::Catalog(CatalogError::Shutdown))
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Validate(e) => e.is_transient(),
+            Self::Catalog(e) => e.is_transient(),
+            Self::Govern(e) => e.is_transient(),
+        }
+    }
+}
+
+enum Outcome {
+    Done(String),
+    Rejected(Rejection),
+    Failed(StepError),
+}
+
+/// The daemon: intake and the work of each message.
+pub struct Daemon {
+    settings: Arc<Settings>,
+    clients: Clients,
+    catalog: Arc<Catalog>,
+    governor: Arc<Governor>,
+    /// Cancelled after the shutdown grace period: in-flight work stops and is released.
+    work: CancellationToken,
+    report: Mutex<Report>,
+}
+
+impl Daemon {
+    /// A daemon with its clients.
+    pub fn new(settings: Arc<Settings>, policy: Arc<Policy>, clients: Clients) -> Arc<Self> {
+        let work = CancellationToken::new();
+        let catalog = Catalog::new(clients.glue.clone(), Arc::clone(&settings), work.clone());
+        let governor = Governor::new(
+            clients.lf.clone(),
+            clients.glue.clone(),
+            Arc::clone(&settings),
+            policy,
+        );
+        Arc::new(Self {
+            settings,
+            clients,
+            catalog,
+            governor,
+            work,
+            report: Mutex::new(Report::default()),
+        })
+    }
+
+    /// The governor (for `plan`/`apply`).
+    pub fn governor(&self) -> &Arc<Governor> {
+        &self.governor
+    }
+
+    fn note(&self, f: impl FnOnce(&mut Report)) {
+        f(&mut self
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    /// Consumes the queue until `shutdown` (or, with `once`, until it is drained).
+    pub async fn run(
+        self: &Arc<Self>,
+        once: bool,
+        shutdown: CancellationToken,
+    ) -> Result<Report, ConsumeError> {
+        let sqs = &self.clients.sqs;
+        let max_receive = match sqs.attributes(sqs.url()).await {
+            Ok(a) => match a.get("RedrivePolicy").and_then(|p| redrive(p)) {
+                Some((n, dlq)) => Some((n, dlq)),
+                None => {
+                    log::warn!(
+                        "queue={}: no redrive policy; poison messages will be received again and again \
+                         (give the queue a dead-letter queue)",
+                        sqs.url()
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                log::warn!("queue={}: cannot read its attributes: {e}", sqs.url());
+                None
+            }
+        };
+        let max_receive = Arc::new(max_receive);
+        log::info!(
+            "intake: queue={} max_in_flight={} mode={}",
+            sqs.url(),
+            self.settings.max_in_flight,
+            if once { "once" } else { "service" }
+        );
+        let permits = Arc::new(Semaphore::new(self.settings.max_in_flight));
+        let tracker = TaskTracker::new();
+        let mut failures = 0u32;
+        loop {
+            let first = tokio::select! {
+                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = shutdown.cancelled() => break,
+            };
+            let n = (1 + permits.available_permits()).min(10);
+            // An empty answer ends a drain only if no work was running when the receive
+            // started: running work may still release its message back to the queue.
+            let idle = tracker.is_empty();
+            let received = tokio::select! {
+                r = sqs.receive(n as i32, self.settings.wait_time, self.settings.visibility_timeout) => r,
+                () = shutdown.cancelled() => break,
+            };
+            let messages = match received {
+                Ok(m) => {
+                    failures = 0;
+                    m
+                }
+                Err(e) if e.is_transient() && failures < 10 => {
+                    let wait = crate::backoff::delay(failures + 2);
+                    log::warn!("queue={}: {e}; receiving again in {wait:?}", sqs.url());
+                    failures += 1;
+                    drop(first);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => continue,
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+                Err(source) => {
+                    drop(first);
+                    tracker.close();
+                    tracker.wait().await;
+                    return Err(ConsumeError::Receive {
+                        queue: sqs.url().to_owned(),
+                        source,
+                    });
+                }
+            };
+            if messages.is_empty() {
+                drop(first);
+                if once && idle {
+                    break;
+                }
+                if once {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+            let mut first = Some(first);
+            for m in messages {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => match Arc::clone(&permits).acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                self.note(|r| r.received += 1);
+                let me = Arc::clone(self);
+                let max_receive = Arc::clone(&max_receive);
+                tracker.spawn(async move {
+                    me.handle(m, max_receive.as_ref().as_ref().map(|(n, _)| *n))
+                        .await;
+                    drop(permit);
+                });
+            }
+        }
+        tracker.close();
+        if shutdown.is_cancelled() && !tracker.is_empty() {
+            log::info!(
+                "shutdown: no more messages received; {} in flight get {} s to finish",
+                tracker.len(),
+                self.settings.shutdown_grace.as_secs()
+            );
+        }
+        tokio::select! {
+            () = tracker.wait() => {}
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(self.settings.shutdown_grace).await;
+            } => {
+                log::warn!("shutdown: grace period over; releasing the messages still in flight");
+                self.work.cancel();
+                tracker.wait().await;
+            }
+        }
+        let mut report = self
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        report.crawls_started = self.catalog.crawls_started();
+        Ok(report)
+    }
+
+    async fn handle(&self, m: Received, max_receive: Option<u32>) {
+        let sqs = &self.clients.sqs;
+        let visibility = self.settings.visibility_timeout;
+        let started = Instant::now();
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(visibility / 3).await;
+                match sqs.set_visibility(&m.receipt_handle, visibility).await {
+                    Ok(()) => log::debug!(
+                        "message={}: visibility extended by {} s",
+                        m.message_id,
+                        visibility.as_secs()
+                    ),
+                    Err(e) => log::warn!(
+                        "message={}: cannot extend its visibility: {e}",
+                        m.message_id
+                    ),
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            biased;
+            () = self.work.cancelled() => None,
+            o = self.process(&m) => match o {
+                Outcome::Failed(e) if e.is_shutdown() => None,
+                o => Some(o),
+            },
+            () = heartbeat => None,
+        };
+        let secs = started.elapsed().as_secs_f64();
+        match outcome {
+            None => {
+                if let Err(e) = sqs.set_visibility(&m.receipt_handle, Duration::ZERO).await {
+                    log::warn!(
+                        "message={}: not released ({e}); it reappears after its visibility timeout",
+                        m.message_id
+                    );
+                }
+                log::info!(
+                    "message={}: released to the queue at shutdown",
+                    m.message_id
+                );
+                self.note(|r| r.released += 1);
+            }
+            Some(Outcome::Done(summary)) => {
+                let delete = || sqs.delete(&m.receipt_handle);
+                let what = format!("delete message {}", m.message_id);
+                if let Err(e) = crate::backoff::retry(&what, Duration::from_secs(30), delete).await
+                {
+                    log::warn!(
+                        "message={}: work done but not deleted ({e}); it will be done again, harmlessly",
+                        m.message_id
+                    );
+                }
+                log::info!("message={}: {summary} in {secs:.1} s", m.message_id);
+                self.note(|r| r.done += 1);
+            }
+            Some(Outcome::Rejected(r)) => {
+                log::warn!(
+                    target: AUDIT_TARGET,
+                    "audit: rejected announcement message={} producer={} sender={} announcement={} receive={} reason={:?}",
+                    m.message_id, r.producer, r.sender, r.announcement, m.receive_count, r.reason
+                );
+                self.poison(&m, max_receive).await;
+                self.note(|rep| rep.rejections.push(r));
+            }
+            Some(Outcome::Failed(e)) => {
+                let transient = e.is_transient();
+                if transient {
+                    let wait =
+                        Duration::from_secs(30u64 << m.receive_count.saturating_sub(1).min(5))
+                            .min(MAX_RETRY_VISIBILITY);
+                    log::error!(
+                        "message={}: failed (receive {}): {e}; retrying in {} s",
+                        m.message_id,
+                        m.receive_count,
+                        wait.as_secs()
+                    );
+                    if let Err(err) = sqs.set_visibility(&m.receipt_handle, wait).await {
+                        log::warn!("message={}: {err}", m.message_id);
+                    }
+                } else {
+                    log::error!(
+                        "message={}: failed permanently (receive {}): {e}",
+                        m.message_id,
+                        m.receive_count
+                    );
+                    self.poison(&m, max_receive).await;
+                }
+                self.note(|r| r.failed += 1);
+            }
+        }
+    }
+
+    /// A message that can never succeed: visible again now, so that the redrive policy moves
+    /// it to the dead-letter queue after `maxReceiveCount` receives.
+    async fn poison(&self, m: &Received, max_receive: Option<u32>) {
+        match max_receive {
+            Some(max) => log::warn!(
+                "message={}: poison (receive {} of {max}); the queue's redrive policy moves it to the dead-letter queue after {max} receives",
+                m.message_id,
+                m.receive_count
+            ),
+            None => log::error!(
+                "message={}: poison (receive {}), and the queue has no redrive policy: it will come back until it expires",
+                m.message_id,
+                m.receive_count
+            ),
+        }
+        if let Err(e) = self
+            .clients
+            .sqs
+            .set_visibility(&m.receipt_handle, Duration::ZERO)
+            .await
+        {
+            log::warn!("message={}: {e}", m.message_id);
+        }
+    }
+
+    async fn process(&self, m: &Received) -> Outcome {
+        let env = Envelope {
+            body: &m.body,
+            sender_id: m.sender_id.as_deref(),
+            producer_id: m.producer_id.as_deref(),
+            announcement_version: m.announcement_version.as_deref(),
+        };
+        let accepted = match validate::validate(&self.settings, &self.clients.s3, env).await {
+            Ok(a) => a,
+            Err(ValidateError::Rejected(r)) => return Outcome::Rejected(r),
+            Err(e) => return Outcome::Failed(StepError::Validate(e)),
+        };
+        match self.work_on(&accepted).await {
+            Ok(summary) => Outcome::Done(summary),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    async fn work_on(&self, acc: &Accepted) -> Result<String, StepError> {
+        let a = &acc.announcement;
+        let db = &acc.database;
+        self.catalog
+            .ensure_database(db, &acc.producer, &a.domain)
+            .await?;
+        self.governor.register_location(&acc.producer).await?;
+        self.governor.prepare_database(db, &acc.producer).await?;
+        let cataloged = match self.settings.catalog_mode {
+            CatalogMode::Crawler => {
+                let Some(spec) = self.catalog.crawler_spec(db, &acc.location, &acc.producer) else {
+                    return Err(CatalogError::Glue(AwsError::invalid_answer(
+                        "Glue",
+                        "CreateCrawler",
+                        db.as_str(),
+                        "crawler mode without crawler_role_arn",
+                    ))
+                    .into());
+                };
+                let name = self.catalog.ensure_crawler(&spec).await?;
+                self.catalog.crawl(&name).await?;
+                format!("crawled by {name}")
+            }
+            CatalogMode::Direct => {
+                let added = self.catalog.write_direct(db, a).await?;
+                format!("written directly, {added} new partitions")
+            }
+        };
+        let table = TableRef {
+            database: db.clone(),
+            table: a.product.clone(),
+        };
+        let changes = self.governor.apply_table(&table).await?;
+        self.governor.tag_pii_columns(&table, &a.columns).await?;
+        Ok(format!(
+            "announcement {} of producer {}: table {table} {cataloged}, {} objects, {changes} policy changes",
+            a.announcement_id,
+            acc.producer.id,
+            a.objects.as_ref().map_or(0, Vec::len)
+        ))
+    }
+}

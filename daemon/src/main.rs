@@ -1,0 +1,126 @@
+//! `lakemesh-syncd`: parse arguments, start logging, load the configuration and policy, run
+//! the command on a Tokio runtime, map the result to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lakemesh_syncd::commands;
+use tokio_util::sync::CancellationToken;
+
+/// The lakemesh central sync daemon: announcements to the Glue catalog and the Lake Formation
+/// policy.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, env = "LAKEMESH_SYNCD_CONFIG", default_value = lakemesh_syncd::config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and validate the configuration and policy, lint the policy, check that SQS, Glue
+    /// and Lake Formation answer.
+    CheckConfig,
+    /// Consume announcements (the service).
+    Run {
+        /// Drain the queue and exit (cron, tests).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Print the difference between the policy and what Lake Formation holds.
+    Plan,
+    /// Make Lake Formation hold what the policy says.
+    Apply,
+}
+
+fn main() -> ExitCode {
+    lakemesh_shared::logging::init_stderr();
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lakemesh-syncd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (settings, policy) = commands::load(&cli.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    runtime.block_on(async move {
+        let sdk = lakemesh_shared::aws::sdk_config(&settings.aws).await?;
+        match cli.command {
+            Command::CheckConfig => {
+                for line in commands::check_config(&settings, &policy, &sdk).await? {
+                    println!("{line}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Run { once } => {
+                let shutdown = CancellationToken::new();
+                let signals = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    log::info!("signal received: stopping intake");
+                    signals.cancel();
+                });
+                let report = commands::run(settings, policy, &sdk, once, shutdown).await?;
+                log::info!(
+                    "intake stopped: {} received, {} done, {} rejected, {} failed, {} released, {} crawls",
+                    report.received,
+                    report.done,
+                    report.rejections.len(),
+                    report.failed,
+                    report.released,
+                    report.crawls_started
+                );
+                Ok(if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            }
+            Command::Plan => {
+                let changes = commands::plan(settings, policy, &sdk).await?;
+                if changes.is_empty() {
+                    println!("no changes: Lake Formation holds what the policy says");
+                }
+                for c in &changes {
+                    println!("{c}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Apply => {
+                let changes = commands::apply(settings, policy, &sdk).await?;
+                println!("{} changes applied", changes.len());
+                for c in &changes {
+                    println!("{c}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests of lakemesh-syncd against the local AWS emulator (moto with the project's
+//! extensions, started by `lakemesh_shared::testbed`): announcements to Glue databases,
+//! crawlers, tables and Lake Formation grants; policy plan/apply; coalesced crawls; forged
+//! announcements; the dead-letter queue, visibility and shutdown; two daemons on one queue; the
+//! binary's subcommands.
+
+mod cli;
+mod crawl;
+mod direct;
+mod forged;
+mod intake;
+mod policy;
+mod support;
