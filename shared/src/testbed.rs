@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -196,8 +196,25 @@ impl std::fmt::Debug for Emulator {
     }
 }
 
-/// The repository's root: this crate's manifest folder's parent.
+/// The repository's root, found at run time: `LAKEMESH_REPO` when set, else the parent of the
+/// running test's package (cargo sets `CARGO_MANIFEST_DIR` for test processes; every crate of
+/// the workspace is one folder deep), else the parent of this crate's folder when it was built.
+///
+/// The build-time path alone is not enough: cargo shares the artefacts of a workspace between
+/// clones that use the same target directory, so a library built in one clone can carry that
+/// clone's path into another's tests.
 pub fn repo_root() -> PathBuf {
+    let is_repo = |p: &Path| p.join("tests").join("emulator").join("run").is_file();
+    if let Some(p) = std::env::var_os("LAKEMESH_REPO").map(PathBuf::from) {
+        return p;
+    }
+    if let Some(p) = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|m| m.parent().map(Path::to_path_buf))
+        .filter(|p| is_repo(p))
+    {
+        return p;
+    }
     let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     shared
         .parent()

@@ -50,7 +50,8 @@ columns = [
 3;976;;;;1;;1e3\n";
     s.convert(contract, "s.csv", csv).unwrap();
     let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/parquet_dump.py");
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../scripts/parquet_dump.py");
     let out = Command::new(&py)
         .arg(&script)
         .args(["--rows", "--duckdb", "--sort", "stay_id"])

@@ -218,12 +218,15 @@ pub fn value_at(a: &dyn Array, i: usize) -> Value {
 pub fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("LAKEMESH_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/files"));
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+                .join("../../shared/corpus/files")
+        });
     dir.is_dir().then_some(dir)
 }
 
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("tests/fixtures")
         .join(rel)
 }
