@@ -1,0 +1,502 @@
+//! The local mesh: a small ministry on one machine. Two producers of different kinds (a
+//! university hospital and an insurer), each with its own bucket and its own `lakemesh-agent`,
+//! and one central `lakemesh-syncd` with a producer registry and the ministry's policy, all
+//! against a dedicated local AWS emulator.
+//!
+//! Owns the scenario's set-up (buckets, the announcements queue and its dead-letter queue, the
+//! roles the policy names, configuration files, pseudonym keys), dropping the sample exports of
+//! `examples/mesh/` into the agents' inboxes, running the agents until every file is settled and
+//! the daemon until the queue is drained. The binaries run as real processes, as an operator
+//! starts them. It does not decide anything the programs decide, and it reads results back only
+//! in [`crate::report`].
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sqs::types::QueueAttributeName;
+use lakemesh_agent::ledger::{FileRecord, Ledger};
+use lakemesh_shared::testbed::{
+    ACCOUNT_ID, Emulator, MOTO_SENDER_ID, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY,
+};
+
+/// The role Glue crawlers run as.
+pub const CRAWLER_ROLE: &str = "lakemesh-crawler";
+/// The role Lake Formation reads registered locations with.
+pub const REGISTRATION_ROLE: &str = "lakemesh-lf-registration";
+/// The principals of `examples/mesh/ministry/policy.toml`.
+pub const STATISTICS_ROLE: &str = "ministry-statistics";
+pub const AGENCY_ROLE: &str = "regional-agency-occitanie";
+
+/// The ARN of role `name` in the emulator's account.
+pub fn role_arn(name: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}")
+}
+
+/// One producer of the scenario.
+#[derive(Debug, Clone)]
+pub struct ProducerSpec {
+    /// Registered id.
+    pub id: &'static str,
+    /// Its own bucket.
+    pub bucket: &'static str,
+    /// Origin part of its database names.
+    pub origin: &'static str,
+    /// The domain of its product.
+    pub domain: &'static str,
+    /// Folder under `examples/mesh/` holding the contract and `exports/`.
+    pub folder: &'static str,
+    /// Contract file in that folder; its `name` is the product.
+    pub contract: &'static str,
+}
+
+/// The hospital (Windows-1252 stays) and the insurer (UTF-8 claims).
+pub const PRODUCERS: [ProducerSpec; 2] = [
+    ProducerSpec {
+        id: "chu-lyon",
+        bucket: "chu-lyon-datamesh",
+        origin: "chu",
+        domain: "hospital_activity",
+        folder: "chu-lyon",
+        contract: "hospital_stays.toml",
+    },
+    ProducerSpec {
+        id: "mutuelle-sud",
+        bucket: "mutuelle-sud-datamesh",
+        origin: "mutuelle",
+        domain: "insurance_claims",
+        folder: "mutuelle-sud",
+        contract: "claims.toml",
+    },
+];
+
+/// Where the programs and the sample data are.
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    /// Everything the run writes (configurations, state folders, logs); emptied first, so a
+    /// second run needs no cleaning by hand.
+    pub work_dir: PathBuf,
+    pub agent_bin: PathBuf,
+    pub syncd_bin: PathBuf,
+    /// `examples/mesh` of the repository.
+    pub examples: PathBuf,
+}
+
+/// One producer's site on this machine.
+#[derive(Debug)]
+pub struct Site {
+    pub spec: ProducerSpec,
+    /// The product (table) name, from the contract.
+    pub product: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    /// The exports this site drops.
+    pub exports: Vec<PathBuf>,
+}
+
+impl Site {
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn inbox(&self) -> PathBuf {
+        self.state().join("inbox").join(&self.product)
+    }
+
+    /// The agent's ledger: every file it claimed, and where it stands.
+    pub fn files(&self) -> Result<Vec<FileRecord>> {
+        let path = self.state().join("ledger.sqlite");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let ledger = Ledger::open(&path).with_context(|| format!("ledger {}", path.display()))?;
+        ledger
+            .all_files()
+            .with_context(|| format!("ledger {}", path.display()))
+    }
+}
+
+/// The running scenario.
+pub struct Mesh {
+    pub emulator: Emulator,
+    pub opts: MeshOptions,
+    pub sites: Vec<Site>,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub syncd_config: PathBuf,
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 600 {}", path.display()))
+}
+
+/// A pseudonym key derived from the site (fixed, so two runs give the same pseudonyms).
+fn key_for(id: &str) -> Vec<u8> {
+    format!("local mesh pseudonym key of {id}: not for production use\n").into_bytes()
+}
+
+impl Mesh {
+    /// Starts the emulator and sets up both producers and the central account.
+    pub async fn up(opts: MeshOptions) -> Result<Self> {
+        if opts.work_dir.exists() {
+            std::fs::remove_dir_all(&opts.work_dir)
+                .with_context(|| format!("empty {}", opts.work_dir.display()))?;
+        }
+        std::fs::create_dir_all(&opts.work_dir)
+            .with_context(|| format!("create {}", opts.work_dir.display()))?;
+        for bin in [&opts.agent_bin, &opts.syncd_bin] {
+            if !bin.is_file() {
+                bail!("{} not found: build the workspace first", bin.display());
+            }
+        }
+        let emulator = Emulator::start().context("start the local AWS emulator")?;
+        let sdk = emulator.sdk_config().await;
+
+        // Central account: the announcements queue with its dead-letter queue, the roles.
+        let dlq_url = emulator
+            .create_queue("lakemesh-announcements-dlq", &[])
+            .await
+            .context("create the dead-letter queue")?;
+        let sqs = emulator.sqs(&sdk);
+        let dlq_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .context("dead-letter queue attributes")?
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .context("dead-letter queue has no QueueArn")?;
+        let queue_url = emulator
+            .create_queue(
+                "lakemesh-announcements",
+                &[(
+                    QueueAttributeName::RedrivePolicy,
+                    format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}"#),
+                )],
+            )
+            .await
+            .context("create the announcements queue")?;
+        let iam = emulator.iam(&sdk);
+        for (role, service) in [
+            (CRAWLER_ROLE, "glue.amazonaws.com"),
+            (REGISTRATION_ROLE, "lakeformation.amazonaws.com"),
+            (STATISTICS_ROLE, "athena.amazonaws.com"),
+            (AGENCY_ROLE, "athena.amazonaws.com"),
+        ] {
+            let trust = format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Service":"{service}","AWS":"arn:aws:iam::{ACCOUNT_ID}:root"}},"Action":"sts:AssumeRole"}}]}}"#
+            );
+            iam.create_role()
+                .role_name(role)
+                .assume_role_policy_document(trust)
+                .send()
+                .await
+                .with_context(|| format!("create role {role}"))?;
+        }
+
+        // Producers: a bucket, a site folder, an agent configuration each.
+        let endpoint = emulator.endpoint().to_owned();
+        let mut sites = Vec::new();
+        for spec in PRODUCERS {
+            emulator
+                .create_bucket(spec.bucket)
+                .await
+                .with_context(|| format!("create bucket {}", spec.bucket))?;
+            let src = opts.examples.join(spec.folder);
+            let contract_path = src.join(spec.contract);
+            let contract_text = std::fs::read_to_string(&contract_path)
+                .with_context(|| format!("read {}", contract_path.display()))?;
+            let contract: toml::Table = toml::from_str(&contract_text)
+                .with_context(|| format!("parse {}", contract_path.display()))?;
+            let product = contract
+                .get("name")
+                .and_then(|v| v.as_str())
+                .with_context(|| format!("{}: no name", contract_path.display()))?
+                .to_owned();
+            let dir = opts.work_dir.join(spec.id);
+            std::fs::create_dir_all(&dir)?;
+            let key = dir.join("pseudonym.key");
+            write_private(&key, &key_for(spec.id))?;
+            let mut cfg = toml::Table::new();
+            let s = |v: &str| toml::Value::String(v.to_owned());
+            cfg.insert("producer_id".into(), s(spec.id));
+            cfg.insert("bucket".into(), s(spec.bucket));
+            cfg.insert("prefix".into(), s("products"));
+            cfg.insert("queue_url".into(), s(&queue_url));
+            cfg.insert("pseudonym_key_file".into(), s(&key.display().to_string()));
+            cfg.insert(
+                "state_dir".into(),
+                s(&dir.join("state").display().to_string()),
+            );
+            for (k, v) in [
+                ("settle_secs", 1),
+                ("rescan_secs", 1),
+                ("retry_initial_secs", 1),
+                ("retry_max_secs", 5),
+            ] {
+                cfg.insert(k.into(), toml::Value::Integer(v));
+            }
+            let mut aws = toml::Table::new();
+            aws.insert("region".into(), s(lakemesh_shared::testbed::REGION));
+            aws.insert("endpoint_url".into(), s(&endpoint));
+            aws.insert("force_path_style".into(), toml::Value::Boolean(true));
+            cfg.insert("aws".into(), toml::Value::Table(aws));
+            cfg.insert(
+                "product".into(),
+                toml::Value::Array(vec![toml::Value::Table(contract)]),
+            );
+            let config = dir.join("agent.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "# The agent of {} in the local mesh (written by lakemesh-mesh).\n{}",
+                    spec.id,
+                    toml::to_string(&cfg)?
+                ),
+            )?;
+            let mut exports: Vec<PathBuf> = std::fs::read_dir(src.join("exports"))
+                .with_context(|| format!("read {}", src.join("exports").display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            exports.sort();
+            sites.push(Site {
+                spec,
+                product,
+                dir,
+                config,
+                exports,
+            });
+        }
+
+        // The central daemon: registry and policy.
+        let central = opts.work_dir.join("ministry");
+        std::fs::create_dir_all(&central)?;
+        let policy = opts.examples.join("ministry").join("policy.toml");
+        let mut text = format!(
+            r#"# The ministry's lakemesh-syncd in the local mesh (written by lakemesh-mesh).
+queue_url = "{queue_url}"
+dead_letter_queue_url = "{dlq_url}"
+policy_file = "{policy}"
+crawler_role_arn = "{crawler}"
+registration_role_arn = "{registration}"
+wait_time_secs = 1
+crawler_poll_secs = 1
+retry_limit_secs = 20
+visibility_timeout_secs = 120
+
+[aws]
+region = "{region}"
+endpoint_url = "{endpoint}"
+force_path_style = true
+"#,
+            policy = policy.display(),
+            crawler = role_arn(CRAWLER_ROLE),
+            registration = role_arn(REGISTRATION_ROLE),
+            region = lakemesh_shared::testbed::REGION,
+        );
+        for spec in PRODUCERS {
+            // moto reports one SenderId for every sender; on AWS each agent role has its own
+            text.push_str(&format!(
+                r#"
+[[producer]]
+id = "{id}"
+account_id = "{ACCOUNT_ID}"
+sender_ids = ["{MOTO_SENDER_ID}"]
+origin = "{origin}"
+bucket = "{bucket}"
+prefix = "products"
+domains = ["{domain}"]
+"#,
+                id = spec.id,
+                origin = spec.origin,
+                bucket = spec.bucket,
+                domain = spec.domain,
+            ));
+        }
+        let syncd_config = central.join("syncd.toml");
+        std::fs::write(&syncd_config, text)?;
+        Ok(Self {
+            emulator,
+            opts,
+            sites,
+            queue_url,
+            dlq_url,
+            syncd_config,
+        })
+    }
+
+    /// A command with the emulator's test credentials and nothing of the machine's AWS set-up.
+    fn command(&self, bin: &Path, dir: &Path) -> Command {
+        let mut c = Command::new(bin);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.join("no-aws-credentials"),
+            )
+            .env(
+                "LAKEMESH_LOG",
+                std::env::var("LAKEMESH_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        c
+    }
+
+    /// Drops every sample export into its site's inbox, the way an export job does (written
+    /// under a temporary name, then renamed).
+    pub fn drop_exports(&self) -> Result<usize> {
+        let mut n = 0;
+        for site in &self.sites {
+            std::fs::create_dir_all(site.inbox())?;
+            for f in &site.exports {
+                let Some(name) = f.file_name() else { continue };
+                let tmp = site
+                    .inbox()
+                    .join(format!(".{}.part", name.to_string_lossy()));
+                std::fs::copy(f, &tmp)
+                    .with_context(|| format!("copy {} to {}", f.display(), tmp.display()))?;
+                std::fs::rename(&tmp, site.inbox().join(name))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Runs every agent until each has settled every file it was given (delivered or failed),
+    /// then stops them with SIGTERM, as systemd would.
+    pub fn deliver(&self, limit: Duration) -> Result<()> {
+        let mut agents: Vec<(Child, &Site)> = Vec::new();
+        for site in &self.sites {
+            let log = std::fs::File::create(site.dir.join("agent.log"))?;
+            let child = self
+                .command(&self.opts.agent_bin, &site.dir)
+                .args(["run", "--config"])
+                .arg(&site.config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("start {}", self.opts.agent_bin.display()))?;
+            agents.push((child, site));
+        }
+        let deadline = Instant::now() + limit;
+        let result = loop {
+            let mut all = true;
+            for (child, site) in agents.iter_mut() {
+                if let Some(status) = child.try_wait()? {
+                    break_with_log(
+                        site,
+                        &format!("the agent of {} exited: {status}", site.spec.id),
+                    )?;
+                }
+                let files = site.files()?;
+                let settled = files.len() == site.exports.len()
+                    && files.iter().all(|f| !f.state.is_pending());
+                all &= settled;
+            }
+            if all {
+                break Ok(());
+            }
+            if Instant::now() > deadline {
+                break Err(anyhow::anyhow!(
+                    "the agents did not settle within {} s; logs in {}",
+                    limit.as_secs(),
+                    self.opts.work_dir.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        for (child, site) in agents.iter_mut() {
+            stop(child).with_context(|| format!("stop the agent of {}", site.spec.id))?;
+        }
+        result
+    }
+
+    /// Runs the daemon until the queue is drained (`run --once`); returns its log.
+    pub fn sync(&self) -> Result<String> {
+        let dir = self.syncd_config.parent().unwrap_or(Path::new("."));
+        let out = self
+            .command(&self.opts.syncd_bin, dir)
+            .args(["--config"])
+            .arg(&self.syncd_config)
+            .args(["run", "--once"])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {}", self.opts.syncd_bin.display()))?;
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        std::fs::write(dir.join("syncd.log"), &log)?;
+        if !out.status.success() {
+            bail!(
+                "lakemesh-syncd run --once: {}\n{}",
+                out.status,
+                tail(&log, 40)
+            );
+        }
+        Ok(log)
+    }
+
+    /// `lakemesh-syncd plan`: what apply would still change (nothing, after a sync).
+    pub fn plan(&self) -> Result<String> {
+        let dir = self.syncd_config.parent().unwrap_or(Path::new("."));
+        let out = self
+            .command(&self.opts.syncd_bin, dir)
+            .args(["--config"])
+            .arg(&self.syncd_config)
+            .arg("plan")
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "lakemesh-syncd plan: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+fn break_with_log(site: &Site, what: &str) -> Result<()> {
+    let log = std::fs::read_to_string(site.dir.join("agent.log")).unwrap_or_default();
+    bail!("{what}\n{}", tail(&log, 40))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// SIGTERM, then wait (SIGKILL after 30 s).
+fn stop(child: &mut Child) -> Result<()> {
+    if child.try_wait()?.is_some() {
+        return Ok(());
+    }
+    let pid = i32::try_from(child.id()).context("pid")?;
+    // A signal to our own child: no memory is touched, only the process is asked to stop.
+    let rc = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    if !rc.success() {
+        bail!("kill -TERM {pid} failed");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill()?;
+    child.wait()?;
+    bail!("did not stop within 30 s of SIGTERM")
+}
