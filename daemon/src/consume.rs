@@ -394,24 +394,35 @@ impl Daemon {
     }
 
     /// A message that can never succeed: visible again now, so that the redrive policy moves
-    /// it to the dead-letter queue after `maxReceiveCount` receives.
+    /// it to the dead-letter queue after `maxReceiveCount` receives. Without a redrive policy
+    /// nothing would ever take it away: it comes back after a wait that grows with its
+    /// receives (30 s, 60 s, … up to 15 min) rather than at once, so that it neither spins
+    /// the daemon nor hides the rest of the queue.
     async fn poison(&self, m: &Received, max_receive: Option<u32>) {
-        match max_receive {
-            Some(max) => log::warn!(
-                "message={}: poison (receive {} of {max}); the queue's redrive policy moves it to the dead-letter queue after {max} receives",
-                m.message_id,
-                m.receive_count
-            ),
-            None => log::error!(
-                "message={}: poison (receive {}), and the queue has no redrive policy: it will come back until it expires",
-                m.message_id,
-                m.receive_count
-            ),
-        }
+        let wait = match max_receive {
+            Some(max) => {
+                log::warn!(
+                    "message={}: poison (receive {} of {max}); the queue's redrive policy moves it to the dead-letter queue after {max} receives",
+                    m.message_id,
+                    m.receive_count
+                );
+                Duration::ZERO
+            }
+            None => {
+                let wait = poison_wait(m.receive_count);
+                log::error!(
+                    "message={}: poison (receive {}), and the queue has no redrive policy: it comes back in {} s, until it expires (give the queue a dead-letter queue)",
+                    m.message_id,
+                    m.receive_count,
+                    wait.as_secs()
+                );
+                wait
+            }
+        };
         if let Err(e) = self
             .clients
             .sqs
-            .set_visibility(&m.receipt_handle, Duration::ZERO)
+            .set_visibility(&m.receipt_handle, wait)
             .await
         {
             log::warn!("message={}: {e}", m.message_id);
@@ -477,4 +488,9 @@ impl Daemon {
             a.objects.as_ref().map_or(0, Vec::len)
         ))
     }
+}
+
+/// How long a poison message stays hidden when the queue has no redrive policy.
+fn poison_wait(receive_count: u32) -> Duration {
+    Duration::from_secs((30 * u64::from(receive_count.max(1))).min(900))
 }

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_lakeformation::types::{
     ColumnWildcard, DataCellsFilter, DataCellsFilterResource, DataLocationResource,
-    DatabaseResource, Resource, RowFilter as LfRowFilter, TableResource, TableWithColumnsResource,
+    DatabaseResource, Resource, RowFilter as LfRowFilter, TableResource, TableWildcard,
+    TableWithColumnsResource,
 };
 
 use crate::aws_error::AwsError;
@@ -126,6 +127,18 @@ pub fn resource(target: &Target, catalog: &str) -> Result<Resource, AwsError> {
                 .table_with_columns(b.build().map_err(bad)?)
                 .build()
         }
+        Target::AllTables(d) => Resource::builder()
+            .table(
+                TableResource::builder()
+                    .database_name(d)
+                    .table_wildcard(TableWildcard::builder().build())
+                    .build()
+                    .map_err(bad)?,
+            )
+            .build(),
+        Target::Database(d) => Resource::builder()
+            .database(DatabaseResource::builder().name(d).build().map_err(bad)?)
+            .build(),
         Target::Filter(t, name) => Resource::builder()
             .data_cells_filter(
                 DataCellsFilterResource::builder()
@@ -139,15 +152,21 @@ pub fn resource(target: &Target, catalog: &str) -> Result<Resource, AwsError> {
     })
 }
 
-/// Normal form of one listed permission (`None` for resources the policy does not manage:
-/// table wildcards, databases, locations).
+/// Normal form of one listed permission (nothing for resources the policy does not manage:
+/// locations, the catalog).
 pub fn normalise(resource: &Resource, permissions: &[String]) -> Vec<(Target, BTreeSet<String>)> {
     let mut perms: BTreeSet<String> = permissions.iter().cloned().collect();
     if perms.remove("ALL") {
         perms.extend(TABLE_PERMISSIONS.iter().map(|p| (*p).to_owned()));
     }
+    if let Some(d) = resource.database() {
+        return vec![(Target::Database(d.name().to_owned()), perms)];
+    }
     if let Some(t) = resource.table() {
         let Some(name) = t.name() else {
+            if t.table_wildcard().is_some() {
+                return vec![(Target::AllTables(t.database_name().to_owned()), perms)];
+            }
             return Vec::new();
         };
         let table = TableRef {
@@ -442,7 +461,8 @@ impl Governor {
         Ok(out)
     }
 
-    /// What Lake Formation holds on `tables`, normalised; `lm_` filters only.
+    /// What Lake Formation holds on `tables` and their databases, normalised (filter
+    /// definitions: `lm_` ones only; grants: on every filter).
     pub async fn actual(&self, tables: &[ManagedTable]) -> Result<State, GovernError> {
         let catalog = &self.settings.account_id;
         let mut state = State::default();
@@ -462,7 +482,7 @@ impl Governor {
             let what = t.table.to_string();
             for (who, res, perms) in self.lf.list(&table_resource(&t.table)?, &what).await? {
                 for (target, p) in normalise(&res, &perms) {
-                    if *target.table() == t.table {
+                    if target.table() == Some(&t.table) {
                         add(&mut state, who.clone(), target, p);
                     }
                 }
@@ -481,6 +501,22 @@ impl Governor {
                     state
                         .filters
                         .insert((t.table.clone(), def.name.clone()), def);
+                }
+            }
+        }
+        // Database-wide grants: every table at once (table wildcard), and the database itself.
+        let databases: BTreeSet<&str> = tables.iter().map(|t| t.table.database.as_str()).collect();
+        for db in databases {
+            for target in [
+                Target::AllTables(db.to_owned()),
+                Target::Database(db.to_owned()),
+            ] {
+                for (who, res, perms) in self.lf.list(&resource(&target, catalog)?, db).await? {
+                    for (listed, p) in normalise(&res, &perms) {
+                        if listed == target {
+                            add(&mut state, who.clone(), listed, p);
+                        }
+                    }
                 }
             }
         }
@@ -744,8 +780,10 @@ mod tests {
             Target::Columns(t(), Columns::include(["x", "y"])),
             Target::Columns(t(), Columns::exclude(["patient_id"])),
             Target::Filter(t(), "lm_0123456789ab".into()),
+            Target::AllTables("db".into()),
+            Target::Database("db".into()),
         ] {
-            let p = if matches!(target, Target::Table(_)) {
+            let p = if matches!(target, Target::Table(_) | Target::Database(_)) {
                 "DESCRIBE"
             } else {
                 "SELECT"
@@ -764,10 +802,15 @@ mod tests {
             columns: Columns::exclude(["b", "a"]),
         };
         assert_eq!(filter_def(&filter_input(&filter, "1").unwrap()), filter);
-        // Database and location grants are not the policy's.
-        let db = Resource::builder()
-            .database(DatabaseResource::builder().name("db").build().unwrap())
+        // Location grants are not the policy's.
+        let location = Resource::builder()
+            .data_location(
+                DataLocationResource::builder()
+                    .resource_arn("arn:aws:s3:::b/p")
+                    .build()
+                    .unwrap(),
+            )
             .build();
-        assert!(normalise(&db, &perms(&["DESCRIBE"])).is_empty());
+        assert!(normalise(&location, &perms(&["DATA_LOCATION_ACCESS"])).is_empty());
     }
 }

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlparser::ast::{BinaryOperator, Expr, InTarget, UnaryOperator, Value};
 use sqlparser::dialect::AnsiDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::Token;
+use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
 /// Longest expression Lake Formation accepts is under this many characters.
 pub const MAX_EXPRESSION_CHARS: usize = 2048;
@@ -89,6 +89,23 @@ impl RowFilter {
             return Err(FilterError::Syntax("empty expression".into()));
         }
         let dialect = AnsiDialect {};
+        // Comments are not part of the SQL Lake Formation documents for filters, and text
+        // hidden in one is sent as written: refused.
+        let tokens = Tokenizer::new(&dialect, text)
+            .tokenize()
+            .map_err(|e| FilterError::Syntax(e.to_string()))?;
+        if tokens.iter().any(|t| {
+            matches!(
+                t,
+                Token::Whitespace(
+                    Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)
+                )
+            )
+        }) {
+            return Err(FilterError::Unsupported(
+                "comments (-- or /* */) are not allowed in a row filter".into(),
+            ));
+        }
         let mut parser = Parser::new(&dialect)
             .try_with_sql(text)
             .map_err(|e| FilterError::Syntax(e.to_string()))?;
@@ -440,6 +457,15 @@ mod tests {
         let just = format!("region_code = '{}'", "x".repeat(2047 - 16));
         assert_eq!(just.chars().count(), 2047);
         ok(&just);
+    }
+
+    #[test]
+    fn comments_are_refused_but_not_dashes_in_strings() {
+        assert!(err("region_code = '76' -- or everything").contains("comments"));
+        assert!(err("region_code = '76' /* x */").contains("comments"));
+        assert!(err("/* OR 1=1 */ region_code = '76'").contains("comments"));
+        ok("region_code = '7--6'");
+        ok("region_code = '/* 76 */'");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lakemesh_syncd::commands;
+use lakemesh_syncd::policy::Change;
 use tokio_util::sync::CancellationToken;
 
 /// The lakemesh central sync daemon: announcements to the Glue catalog and the Lake Formation
@@ -87,7 +88,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Plan => {
                 let changes = commands::plan(settings, policy, &sdk).await?;
-                if changes.is_empty() {
+                if !changes.iter().any(Change::is_applied) {
                     println!("no changes: Lake Formation holds what the policy says");
                 }
                 for c in &changes {
@@ -97,7 +98,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Apply => {
                 let changes = commands::apply(settings, policy, &sdk).await?;
-                println!("{} changes applied", changes.len());
+                println!(
+                    "{} changes applied",
+                    changes.iter().filter(|c| c.is_applied()).count()
+                );
                 for c in &changes {
                     println!("{c}");
                 }

@@ -183,13 +183,28 @@ pub enum Target {
     Columns(TableRef, Columns),
     /// SELECT through the data cells filter of this name.
     Filter(TableRef, String),
+    /// Every table of the database (a `TableWildcard` grant): never in a policy, so always
+    /// revoked from managed principals, since it reads every row and column of every table.
+    AllTables(String),
+    /// The database itself (`CREATE_TABLE`, `ALTER`, `DROP`, `DESCRIBE`): not managed (the
+    /// daemon's own role may hold its creator's permissions there); listed by `plan`.
+    Database(String),
 }
 
 impl Target {
-    /// The table it belongs to.
-    pub fn table(&self) -> &TableRef {
+    /// The table it belongs to (none for database-wide targets).
+    pub fn table(&self) -> Option<&TableRef> {
         match self {
-            Self::Table(t) | Self::Columns(t, _) | Self::Filter(t, _) => t,
+            Self::Table(t) | Self::Columns(t, _) | Self::Filter(t, _) => Some(t),
+            Self::AllTables(_) | Self::Database(_) => None,
+        }
+    }
+
+    /// The database it belongs to.
+    pub fn database(&self) -> &str {
+        match self {
+            Self::Table(t) | Self::Columns(t, _) | Self::Filter(t, _) => &t.database,
+            Self::AllTables(d) | Self::Database(d) => d,
         }
     }
 }
@@ -200,6 +215,8 @@ impl fmt::Display for Target {
             Self::Table(t) => write!(f, "table {t}"),
             Self::Columns(t, c) => write!(f, "table {t} ({c})"),
             Self::Filter(t, name) => write!(f, "data cells filter {name} of {t}"),
+            Self::AllTables(d) => write!(f, "every table of {d} (table wildcard)"),
+            Self::Database(d) => write!(f, "database {d}"),
         }
     }
 }
@@ -263,6 +280,21 @@ pub enum Change {
         /// Permissions.
         permissions: BTreeSet<String>,
     },
+    /// Permissions on a governed database that the daemon does not manage (database-level
+    /// grants): shown so that a person decides; never applied.
+    Unmanaged {
+        /// Principal and target.
+        key: GrantKey,
+        /// Permissions.
+        permissions: BTreeSet<String>,
+    },
+}
+
+impl Change {
+    /// Whether `apply` acts on it.
+    pub fn is_applied(&self) -> bool {
+        !matches!(self, Self::Unmanaged { .. })
+    }
 }
 
 fn join(set: &BTreeSet<String>) -> String {
@@ -301,6 +333,13 @@ impl fmt::Display for Change {
                 join(permissions),
                 key.target,
                 key.principal
+            ),
+            Self::Unmanaged { key, permissions } => write!(
+                f,
+                "! not managed: {} holds {} on {} (revoke it by hand, or list the principal in unmanaged_principals)",
+                key.principal,
+                join(permissions),
+                key.target
             ),
         }
     }
@@ -647,6 +686,22 @@ impl Policy {
                     selects.insert(&g.principal, (g.index, &g.columns));
                 }
             }
+            // Lake Formation adds a principal's grants up: a SELECT without rows beside one
+            // with rows gives every row (and the unfiltered grant's columns), silently
+            // undoing the filter.
+            for (principal, rows) in &filters {
+                if let Some((plain, cols)) = selects.get(principal) {
+                    let g = rows[0];
+                    return Err(PolicyError::Grant {
+                        index: g,
+                        principal: (*principal).to_owned(),
+                        table: Some(t.table.to_string()),
+                        problem: format!(
+                            "grant #{plain} also gives SELECT on {cols} of this table to the same principal without a row filter; Lake Formation adds grants up, so that grant would give every row: drop it or give it the row filter too"
+                        ),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -706,10 +761,12 @@ impl Policy {
 }
 
 /// The changes that take `actual` to `desired`, in the order to apply them: filters created
-/// or updated, revokes, grants, then filters deleted. Grants of `ignored` principals and on
-/// filters not managed by the daemon (`actual` holds only managed ones) are left alone.
+/// or updated, revokes, grants, then filters deleted, then database-level grants the daemon
+/// does not manage ([`Change::Unmanaged`]). Grants of `ignored` principals are left alone;
+/// grants on filters the daemon did not make and on every table of a database are revoked.
 pub fn diff(desired: &State, actual: &State, ignored: &BTreeSet<String>) -> Vec<Change> {
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     for (k, d) in &desired.filters {
         match actual.filters.get(k) {
             None => out.push(Change::CreateFilter(d.clone())),
@@ -724,10 +781,13 @@ pub fn diff(desired: &State, actual: &State, ignored: &BTreeSet<String>) -> Vec<
         if ignored.contains(&key.principal) {
             continue;
         }
-        if let Target::Filter(t, name) = &key.target
-            && !name.starts_with(FILTER_PREFIX)
-            && !desired.filters.contains_key(&(t.clone(), name.clone()))
-        {
+        // Grants on filters the daemon did not make are revoked like any other: they read the
+        // table's rows (the filters themselves are left alone).
+        if let Target::Database(_) = &key.target {
+            notes.push(Change::Unmanaged {
+                key: key.clone(),
+                permissions: have.clone(),
+            });
             continue;
         }
         let want = desired.grants.get(key).cloned().unwrap_or_default();
@@ -754,6 +814,7 @@ pub fn diff(desired: &State, actual: &State, ignored: &BTreeSet<String>) -> Vec<
             out.push(Change::DeleteFilter(a.clone()));
         }
     }
+    out.extend(notes);
     out
 }
 
@@ -961,7 +1022,7 @@ columns = { exclude = ["patient_id", "birth_year"] }
     }
 
     #[test]
-    fn extra_grants_are_revoked_but_ignored_principals_and_foreign_filters_kept() {
+    fn extra_grants_are_revoked_but_ignored_principals_kept_and_database_grants_listed() {
         let desired = policy(DESIGN).unwrap().desired(&[stays()]);
         let mut actual = desired.clone();
         let intruder = "arn:aws:iam::999999999999:role/intruder";
@@ -973,9 +1034,28 @@ columns = { exclude = ["patient_id", "birth_year"] }
             key("arn:aws:iam::999988887777:role/admin", Target::Table(t())),
             set(&["ALTER"]),
         );
+        // A grant on a filter someone made by hand reads the table's rows: revoked (the filter
+        // itself is not the daemon's and stays).
         actual.grants.insert(
             key(intruder, Target::Filter(t(), "hand_made".into())),
             set(&["SELECT"]),
+        );
+        // SELECT on every table of the database at once: revoked.
+        actual.grants.insert(
+            key(intruder, Target::AllTables("hospital_activity_chu".into())),
+            set(&["SELECT"]),
+        );
+        // Database-level permissions: listed for a person to decide, never applied.
+        actual.grants.insert(
+            key(intruder, Target::Database("hospital_activity_chu".into())),
+            set(&["CREATE_TABLE", "DROP"]),
+        );
+        actual.grants.insert(
+            key(
+                "arn:aws:iam::999988887777:role/admin",
+                Target::Database("hospital_activity_chu".into()),
+            ),
+            set(&["ALTER"]),
         );
         actual
             .grants
@@ -983,12 +1063,10 @@ columns = { exclude = ["patient_id", "birth_year"] }
             .unwrap()
             .insert("DROP".into());
         let ignored = set(&["arn:aws:iam::999988887777:role/admin"]);
-        let changes: Vec<String> = diff(&desired, &actual, &ignored)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let changes = diff(&desired, &actual, &ignored);
+        let text: Vec<String> = changes.iter().map(ToString::to_string).collect();
         assert_eq!(
-            changes,
+            text,
             vec![
                 format!(
                     "- revoke DROP on table hospital_activity_chu.hospital_stays from {ANALYST}"
@@ -996,8 +1074,70 @@ columns = { exclude = ["patient_id", "birth_year"] }
                 format!(
                     "- revoke SELECT on table hospital_activity_chu.hospital_stays (all columns) from {intruder}"
                 ),
+                format!(
+                    "- revoke SELECT on data cells filter hand_made of hospital_activity_chu.hospital_stays from {intruder}"
+                ),
+                format!(
+                    "- revoke SELECT on every table of hospital_activity_chu (table wildcard) from {intruder}"
+                ),
+                format!(
+                    "! not managed: {intruder} holds CREATE_TABLE, DROP on database hospital_activity_chu (revoke it by hand, or list the principal in unmanaged_principals)"
+                ),
             ]
         );
+        assert_eq!(
+            changes.iter().filter(|c| c.is_applied()).count(),
+            4,
+            "notes are not applied"
+        );
+    }
+
+    #[test]
+    fn an_unfiltered_select_beside_a_row_filter_is_refused() {
+        // Lake Formation adds the grants up: the plain one would give every row.
+        let p = policy(&format!(
+            r#"
+[[grant]]
+principal = "{AGENCY}"
+tables = {{ domain = "hospital_activity" }}
+permissions = ["SELECT"]
+rows = "region_code = '76'"
+columns = {{ exclude = ["patient_id"] }}
+
+[[grant]]
+principal = "{AGENCY}"
+tables = {{ domain = "hospital_activity" }}
+permissions = ["SELECT"]
+"#
+        ))
+        .unwrap();
+        let e = p.lint_tables(&[stays()]).unwrap_err().to_string();
+        assert!(e.contains("grant #1") && e.contains("grant #2"), "{e}");
+        assert!(e.contains("every row"), "{e}");
+        // Two row filters for one principal are Lake Formation's OR, and allowed; a plain
+        // DESCRIBE beside a filter reads no rows.
+        let p = policy(&format!(
+            r#"
+[[grant]]
+principal = "{AGENCY}"
+tables = {{ domain = "hospital_activity" }}
+permissions = ["SELECT"]
+rows = "region_code = '76'"
+
+[[grant]]
+principal = "{AGENCY}"
+tables = {{ domain = "hospital_activity" }}
+permissions = ["SELECT"]
+rows = "region_code = '11'"
+
+[[grant]]
+principal = "{AGENCY}"
+tables = {{ domain = "hospital_activity" }}
+permissions = ["DESCRIBE"]
+"#
+        ))
+        .unwrap();
+        p.lint_tables(&[stays()]).unwrap();
     }
 
     #[test]

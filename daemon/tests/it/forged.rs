@@ -203,3 +203,26 @@ async fn claim_checks_must_match_their_manifest_in_the_producers_bucket() {
     )
     .await;
 }
+
+/// Without a redrive policy nothing would ever take a poison message away: it must not spin
+/// the daemon (received again at once, forever) nor be lost; `run --once` ends.
+#[tokio::test]
+async fn a_poison_message_on_a_queue_without_redrive_is_kept_but_not_spun() {
+    let e = Emulator::shared().expect("emulator");
+    let mut w = World::new(e, 2).await;
+    w.queue_url = e.fresh_queue("no-redrive").await.expect("queue");
+    w.send_raw("{not json", Some(&w.producer.clone())).await;
+    let report = tokio::time::timeout(std::time::Duration::from_secs(60), w.run_once())
+        .await
+        .expect("run --once ends although the queue has no redrive policy");
+    assert_eq!(report.done, 0, "{report:?}");
+    assert_eq!(
+        report.rejections.len(),
+        1,
+        "received once, then hidden for a while: {report:?}"
+    );
+    assert_eq!(w.depth(&w.queue_url).await, 1, "the message is kept");
+    let lines = log_lines(&["no redrive policy: it comes back in 30 s"]);
+    assert!(!lines.is_empty(), "the error says when it comes back");
+    nothing_changed(&w).await;
+}
