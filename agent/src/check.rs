@@ -65,6 +65,15 @@ pub fn check_local(cfg: &AgentConfig) -> Vec<Check> {
         let probe = layout.state_dir.join(".lakemesh-check");
         std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe))
     });
+    if let Some(k) = &cfg.pseudonym_key_file {
+        out.push(Check {
+            what: format!("pseudonym_key_file {}", k.display()),
+            outcome: cfg
+                .check_key()
+                .map(|()| "readable by this user only, long enough".into())
+                .map_err(|e| e.to_string()),
+        });
+    }
     out.push(Check {
         what: format!("state_dir {}", layout.state_dir.display()),
         outcome: writable

@@ -406,6 +406,18 @@ impl AgentConfig {
             }
             products.push(c);
         }
+        if products.is_empty() {
+            return Err(bad(
+                "product",
+                "no [[product]]: the agent would have nothing to deliver".into(),
+            ));
+        }
+        let spool_dir = raw
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| raw.state_dir.join("spool"));
+        check_inboxes(&products, &raw.state_dir, &spool_dir)
+            .map_err(|(key, why)| bad(&key, why))?;
         if products.iter().any(Contract::needs_pseudonym_key) && raw.pseudonym_key_file.is_none() {
             return Err(bad(
                 "pseudonym_key_file",
@@ -419,12 +431,29 @@ impl AgentConfig {
             prefix,
             queue_url: raw.queue_url,
             pseudonym_key_file: raw.pseudonym_key_file,
-            spool_dir: raw.spool_dir.unwrap_or_else(|| raw.state_dir.join("spool")),
+            spool_dir,
             state_dir: raw.state_dir,
             service,
             aws: raw.aws,
             products,
         })
+    }
+
+    /// What the service needs beyond a valid file, checked when it starts, on each reload and
+    /// by `check-config`: the pseudonym key loads (present, 0600, long enough) when a product
+    /// pseudonymises. Not part of [`AgentConfig::load`], so that `status` and `retry` work for
+    /// an operator who may not read the key.
+    pub fn check_key(&self) -> Result<(), ConfigError> {
+        if let Some(k) = &self.pseudonym_key_file
+            && self.products.iter().any(Contract::needs_pseudonym_key)
+        {
+            crate::pii::PseudonymKey::load(k).map_err(|e| ConfigError::Invalid {
+                path: self.path.clone(),
+                key: "pseudonym_key_file".into(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
     }
 
     pub fn product(&self, name: &str) -> Result<&Contract, ConfigError> {
@@ -442,6 +471,62 @@ impl AgentConfig {
                     .join(", "),
             })
     }
+}
+
+/// Every product's drop folder is its own: not shared with another product, not inside
+/// another's, and apart from the agent's own folders (a drop folder inside `failed/` would
+/// take refused files and their reports for new exports).
+fn check_inboxes(
+    products: &[Contract],
+    state_dir: &Path,
+    spool_dir: &Path,
+) -> Result<(), (String, String)> {
+    let inboxes: Vec<(usize, PathBuf)> = products
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                i,
+                p.inbox
+                    .clone()
+                    .unwrap_or_else(|| state_dir.join("inbox").join(&p.name)),
+            )
+        })
+        .collect();
+    let own = [
+        state_dir.join("work"),
+        state_dir.join("archive"),
+        state_dir.join("failed"),
+        spool_dir.to_path_buf(),
+    ];
+    for (i, inbox) in &inboxes {
+        let key = format!("product[{i}].inbox");
+        for dir in &own {
+            if inbox.starts_with(dir) || dir.starts_with(inbox) {
+                return Err((
+                    key,
+                    format!(
+                        "{} overlaps the agent's own folder {}: give the product a drop folder of its own",
+                        inbox.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        for (j, other) in &inboxes {
+            if j != i && (inbox.starts_with(other) || other.starts_with(inbox)) {
+                return Err((
+                    key,
+                    format!(
+                        "{} is also (or contains, or is inside) the drop folder of product {:?}: each product needs its own",
+                        inbox.display(),
+                        products[*j].name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -476,6 +561,90 @@ columns = [
         let p = dir.path().join("agent.toml");
         std::fs::write(&p, text).unwrap();
         AgentConfig::load(&p)
+    }
+
+    fn second_product(inbox: Option<&str>) -> String {
+        let inbox = inbox
+            .map(|i| format!("inbox = {i:?}\n"))
+            .unwrap_or_default();
+        format!(
+            r#"
+[[product]]
+name = "other_stays"
+domain = "hospital_activity"
+{inbox}columns = [ {{ name = "id", type = "bigint" }} ]
+"#
+        )
+    }
+
+    #[test]
+    fn every_product_has_a_drop_folder_of_its_own() {
+        let err = |text: &str| load(text).unwrap_err().to_string();
+        // Two products in one folder: every file would go to the first.
+        let cfg = CFG.replace(
+            "[[product]]\nname = \"hospital_stays\"",
+            "[[product]]\nname = \"hospital_stays\"\ninbox = \"/srv/drop\"",
+        );
+        let e = err(&format!("{cfg}{}", second_product(Some("/srv/drop"))));
+        assert!(
+            e.contains("product[0].inbox") && e.contains("other_stays"),
+            "{e}"
+        );
+        let e = err(&format!("{cfg}{}", second_product(Some("/srv/drop/sub"))));
+        assert!(e.contains("other_stays"), "{e}");
+        // A drop folder inside failed/: refused files and reports would be claimed again.
+        let e = err(&format!(
+            "{CFG}{}",
+            second_product(Some("/var/lib/lakemesh/failed/hospital_stays"))
+        ));
+        assert!(
+            e.contains("product[1].inbox") && e.contains("failed"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{CFG}{}",
+            second_product(Some("/var/lib/lakemesh"))
+        ));
+        assert!(
+            e.contains("inbox"),
+            "the whole state folder as a drop folder: {e}"
+        );
+        load(&format!("{CFG}{}", second_product(Some("/srv/other")))).unwrap();
+        load(&format!("{CFG}{}", second_product(None))).unwrap();
+    }
+
+    #[test]
+    fn a_configuration_without_products_is_refused() {
+        let text = &CFG[..CFG.find("[[product]]").unwrap()];
+        let e = load(text).unwrap_err().to_string();
+        assert!(e.contains("key `product`") || e.contains("product"), "{e}");
+        assert!(e.contains("nothing to deliver"), "{e}");
+    }
+
+    #[test]
+    fn the_pseudonym_key_is_checked_apart_from_the_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.key");
+        let with_key = |mode: u32, bytes: &[u8]| {
+            std::fs::write(&key, bytes).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let cfg = load(&CFG.replace("/etc/lakemesh/pseudonym.key", &key.display().to_string()))
+                .expect("the file itself is valid");
+            cfg.check_key().map_err(|e| e.to_string())
+        };
+        with_key(0o600, &[7u8; 32]).unwrap();
+        let e = with_key(0o644, &[7u8; 32]).unwrap_err();
+        assert!(
+            e.contains("pseudonym_key_file") && e.contains("group or others"),
+            "{e}"
+        );
+        let e = with_key(0o600, b"short").unwrap_err();
+        assert!(e.contains("pseudonym_key_file"), "{e}");
+        std::fs::remove_file(&key).unwrap();
+        let cfg =
+            load(&CFG.replace("/etc/lakemesh/pseudonym.key", &key.display().to_string())).unwrap();
+        assert!(cfg.check_key().is_err(), "a missing key file");
     }
 
     #[test]

@@ -1618,7 +1618,7 @@ fn plan_fields(
         };
         let want = match &c.source {
             Source::Header(h) => format!("header {h:?}"),
-            _ => format!("a header that normalises to {:?}", c.name),
+            _ => format!("header that normalises to {:?}", c.name),
         };
         match found.as_slice() {
             [i] => {

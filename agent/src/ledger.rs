@@ -492,6 +492,18 @@ impl Ledger {
             .map_err(self.err(format!("file {id}: record hash")))
     }
 
+    /// The claimed file changed after its claim (its writer had paused, not finished): its
+    /// new size is recorded and its hash forgotten, so that it is hashed and converted again.
+    pub fn grew(&mut self, id: i64, bytes: u64) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE files SET bytes = ?1, sha256 = NULL, batch_id = NULL, updated_at = ?2 WHERE id = ?3",
+                params![bytes as i64, now(), id],
+            )
+            .and_then(|_| self.step(id, "changed after claim", &format!("{bytes} bytes")))
+            .map_err(self.err(format!("file {id}: record its new size")))
+    }
+
     /// Another file of `product` with the same content that was delivered or is on its way
     /// (any state but failed, duplicate and retried), if there is one.
     pub fn same_content(

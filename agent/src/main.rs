@@ -178,7 +178,7 @@ fn exit_code(result: Result<ExitCode>) -> (ExitCode, u8) {
     match result {
         Ok(code) => (code, if code == ExitCode::SUCCESS { 0 } else { 2 }),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", lakemesh_shared::error_chain(e.as_ref()));
             if e.downcast_ref::<ConvertError>()
                 .is_some_and(ConvertError::is_rejection)
             {
@@ -204,7 +204,7 @@ async fn deliver(command: Command) -> Result<ExitCode> {
             config,
         } => match service::ingest(&config, &file, &product, force).await? {
             Ingested::Delivered(d) => {
-                println!(
+                lakemesh_shared::outln!(
                     "{}: delivered {} batch {}: {} rows, {} objects, {} bytes (message {})",
                     file.display(),
                     d.product,
@@ -217,7 +217,7 @@ async fn deliver(command: Command) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Ingested::Duplicate { of } => {
-                println!(
+                lakemesh_shared::outln!(
                     "{}: same content as file {of}, delivered already; not announced again (--force sends it again)",
                     file.display()
                 );
@@ -234,11 +234,18 @@ async fn deliver(command: Command) -> Result<ExitCode> {
         },
         Command::Status { json, config } => {
             let cfg = AgentConfig::load(&config)?;
+            if !cfg.state_dir.is_dir() {
+                bail!(
+                    "state_dir {} of {} does not exist: the agent never ran with this configuration (or --config names the wrong file)",
+                    cfg.state_dir.display(),
+                    config.display()
+                );
+            }
             let st = lakemesh_agent::status::read(&cfg)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                lakemesh_shared::outln!("{}", serde_json::to_string_pretty(&st)?);
             } else {
-                print!("{}", st.to_text());
+                lakemesh_shared::out!("{}", st.to_text());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -250,10 +257,10 @@ async fn deliver(command: Command) -> Result<ExitCode> {
             let cfg = AgentConfig::load(&config)?;
             let moved = lakemesh_agent::retry::retry(&cfg, &product, &files)?;
             for p in &moved {
-                println!("{}: back in the inbox", p.display());
+                lakemesh_shared::outln!("{}: back in the inbox", p.display());
             }
             if moved.is_empty() {
-                println!("no failed file of {product} to retry");
+                lakemesh_shared::outln!("no failed file of {product} to retry");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -261,7 +268,7 @@ async fn deliver(command: Command) -> Result<ExitCode> {
             let cfg = match AgentConfig::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
-                    println!("FAILED  config {}: {e}", config.display());
+                    lakemesh_shared::outln!("FAILED  config {}: {e}", config.display());
                     return Ok(ExitCode::from(1));
                 }
             };
@@ -272,7 +279,7 @@ async fn deliver(command: Command) -> Result<ExitCode> {
                 lakemesh_agent::check::check(&cfg, &sdk).await
             };
             for c in &checks {
-                println!("{c}");
+                lakemesh_shared::outln!("{c}");
             }
             Ok(if checks.iter().all(|c| c.outcome.is_ok()) {
                 ExitCode::SUCCESS
@@ -343,7 +350,7 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             let r = result?;
             let mb = r.source_bytes as f64 / 1e6;
-            println!(
+            lakemesh_shared::outln!(
                 "{}: {} rows, {} rejected, {} files, {} bytes, {:.2} s, {:.1} MB/s (batch {})",
                 file.display(),
                 r.rows_written,
@@ -406,7 +413,7 @@ fn run(command: Command) -> Result<ExitCode> {
                         o.display()
                     );
                 }
-                None => print!("{text}"),
+                None => lakemesh_shared::out!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -75,6 +75,31 @@ pub enum PipelineError {
     /// The pseudonym key could not be loaded.
     #[error("{0}")]
     Key(String),
+    /// The batch was sent back to conversion before any upload (its source or the
+    /// configuration changed).
+    #[error("file {id} ({file}): {why}; converting it again")]
+    Reconvert {
+        /// Ledger id.
+        id: i64,
+        /// The file's name.
+        file: String,
+        /// Why.
+        why: String,
+    },
+    /// The claimed file changed while it was converted: its writer had only paused.
+    #[error(
+        "file {id} ({file}) is still being written ({before} bytes when claimed or last converted, {after} now): it is converted again once it stops changing; export jobs should write under a temporary name and rename, or write a marker"
+    )]
+    StillWritten {
+        /// Ledger id.
+        id: i64,
+        /// The file's name.
+        file: String,
+        /// Size the conversion started from.
+        before: u64,
+        /// Size after it.
+        after: u64,
+    },
     /// Shutdown was asked for; the step will run again on the next start.
     #[error("interrupted by shutdown")]
     Cancelled,
@@ -85,7 +110,11 @@ impl PipelineError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Ledger(e) => e.is_transient(),
-            Self::Io { .. } | Self::Convert { .. } | Self::Cancelled => true,
+            Self::Io { .. }
+            | Self::Convert { .. }
+            | Self::Cancelled
+            | Self::StillWritten { .. }
+            | Self::Reconvert { .. } => true,
             Self::Upload { source, .. } => source.is_transient(),
             Self::Announce { source, .. } => source.is_transient(),
             Self::Key(_) => false,
@@ -298,7 +327,21 @@ impl Agent {
                 return self.refuse(rec, &e.to_string(), None);
             }
         };
-        let sha = match &rec.sha256 {
+        // A writer that paused longer than settle_secs keeps appending to the claimed file (a
+        // rename keeps its open handle): every conversion starts from what the file is now and
+        // ends by checking that it did not change meanwhile.
+        let stamp = |path: &Path| {
+            std::fs::metadata(path)
+                .map(|m| (m.len(), m.modified().ok()))
+                .map_err(io_err(path, "look at the claimed file"))
+        };
+        let started = stamp(&rec.work_path)?;
+        let mut known_sha = rec.sha256.clone();
+        if started.0 != rec.bytes {
+            self.ledger().grew(rec.id, started.0)?;
+            known_sha = None;
+        }
+        let sha = match &known_sha {
             Some(s) => s.clone(),
             None => {
                 let path = rec.work_path.clone();
@@ -345,7 +388,21 @@ impl Agent {
         let result = run_blocking(cancel, move || convert_file(&c, &input, &opts)).await?;
         let report = match result {
             Ok(r) => r,
-            Err(e) if is_refusal(&e) => return self.refuse(rec, &e.to_string(), Some(&work_dir)),
+            Err(e) if is_refusal(&e) => {
+                // A half-written last record is not the export's fault yet.
+                let ended = stamp(&rec.work_path)?;
+                if ended != started {
+                    self.ledger().grew(rec.id, ended.0)?;
+                    let _ = std::fs::remove_dir_all(&spool);
+                    return Err(PipelineError::StillWritten {
+                        id: rec.id,
+                        file: rec.name.clone(),
+                        before: started.0,
+                        after: ended.0,
+                    });
+                }
+                return self.refuse(rec, &e.to_string(), Some(&work_dir));
+            }
             Err(source) => {
                 return Err(PipelineError::Convert {
                     file: rec.name.clone(),
@@ -353,6 +410,17 @@ impl Agent {
                 });
             }
         };
+        let ended = stamp(&rec.work_path)?;
+        if ended != started {
+            self.ledger().grew(rec.id, ended.0)?;
+            let _ = std::fs::remove_dir_all(&spool);
+            return Err(PipelineError::StillWritten {
+                id: rec.id,
+                file: rec.name.clone(),
+                before: started.0,
+                after: ended.0,
+            });
+        }
         let origin = Origin {
             producer_id: &self.cfg.producer_id,
             bucket: &self.cfg.bucket,
@@ -412,6 +480,20 @@ impl Agent {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // The converter names its report where it wrote it, in work/: say where it will be.
+        let reason_text = match reports {
+            Some(dir) => reason.replace(
+                &dir.join(format!("{}.error.json", rec.name))
+                    .display()
+                    .to_string(),
+                &failed
+                    .join(format!("{dest_name}.error.json"))
+                    .display()
+                    .to_string(),
+            ),
+            None => reason.to_owned(),
+        };
+        let reason = reason_text.as_str();
         self.ledger().set_final_path(rec.id, Some(&dest))?;
         // Reports first: the file's arrival in failed/ says the failure is complete.
         let mut have_report = false;
@@ -505,12 +587,33 @@ impl Agent {
         let id = rec.id;
         let mut state = rec.state;
         if state == State::Converted {
-            let pending: Vec<ObjectRecord> = self
-                .ledger()
-                .objects(id)?
-                .into_iter()
-                .filter(|o| !o.uploaded)
-                .collect();
+            let objects = self.ledger().objects(id)?;
+            if !objects.iter().any(|o| o.uploaded) {
+                // Nothing is in the bucket yet: a batch that no longer matches its source or
+                // the configuration is converted again rather than sent as it is.
+                let now = std::fs::metadata(&rec.work_path)
+                    .map(|m| m.len())
+                    .map_err(io_err(&rec.work_path, "look at the claimed file"))?;
+                let why = if now != rec.bytes {
+                    self.ledger().grew(id, now)?;
+                    Some(format!(
+                        "the file changed after its conversion ({} bytes, now {now}): its writer had not finished",
+                        rec.bytes
+                    ))
+                } else {
+                    self.origin_changed(rec)?
+                };
+                if let Some(why) = why {
+                    log::warn!("file {id} ({}): {why}; converting it again", rec.name);
+                    self.ledger().reconvert(id, &why)?;
+                    return Err(PipelineError::Reconvert {
+                        id,
+                        file: rec.name.clone(),
+                        why,
+                    });
+                }
+            }
+            let pending: Vec<ObjectRecord> = objects.into_iter().filter(|o| !o.uploaded).collect();
             let settings = UploadSettings::from_service(&self.cfg.service);
             let result = upload::upload_all(&self.s3, pending, &settings, cancel, |o| {
                 failpoint::hit(&format!("after-upload-{}", o.seq + 1));
@@ -573,6 +676,15 @@ impl Agent {
         }
         if state == State::Announced {
             let current = self.ledger().file(id)?;
+            if let Ok(m) = std::fs::metadata(&current.work_path)
+                && m.len() != current.bytes
+            {
+                log::error!(
+                    product = rec.product.as_str(), file = rec.name.as_str();
+                    "file {id} ({}) changed after its batch was uploaded: the {} bytes it had were delivered, the rest ({} bytes now) was not; the archived copy is the whole file: drop what was appended as a new export",
+                    rec.name, current.bytes, m.len()
+                );
+            }
             self.archive(&current)?;
             failpoint::hit("after-archive");
             self.ledger().done(id)?;
@@ -587,6 +699,33 @@ impl Agent {
             bytes: objects.iter().map(|o| o.bytes).sum(),
             message_id,
         })
+    }
+
+    /// Why the batch's announcement no longer matches the configuration (its producer, bucket
+    /// or prefix were changed and reloaded since the conversion), if it does not.
+    fn origin_changed(&self, rec: &FileRecord) -> Result<Option<String>, PipelineError> {
+        let json = rec.announcement.clone().unwrap_or_default();
+        let a = Announcement::from_json(json.as_bytes()).map_err(|e| PipelineError::Announce {
+            id: rec.id,
+            file: rec.name.clone(),
+            source: Box::new(AnnounceError::Invalid(e)),
+        })?;
+        let location = lakemesh_shared::announcement::ProductLocation {
+            bucket: self.cfg.bucket.clone(),
+            prefix: self.cfg.prefix.trim_matches('/').to_owned(),
+            product: a.product.clone(),
+        }
+        .uri();
+        Ok(
+            if a.producer_id != self.cfg.producer_id || a.location != location {
+                Some(format!(
+                    "the configuration changed since its conversion (producer {}, {} → producer {}, {location})",
+                    a.producer_id, a.location, self.cfg.producer_id
+                ))
+            } else {
+                None
+            },
+        )
     }
 
     /// Removes archive day folders older than `archive_retention_days`.

@@ -16,9 +16,20 @@ pub enum RetryError {
     /// The ledger could not be read or written.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// No such product in the configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// No such file in the failed folder.
     #[error("{}: no such failed file", .0.display())]
     NotFound(PathBuf),
+    /// A report (or another file of the agent's) was named instead of a failed export.
+    #[error("{}: a report beside a failed file, not an export; name the failed file itself ({})", .path.display(), .export)]
+    Report {
+        /// The report.
+        path: PathBuf,
+        /// What to name instead.
+        export: String,
+    },
     /// The inbox already has a file of that name.
     #[error("{}: the inbox already has a file of that name; leaving {} in place", .inbox.display(), .failed.display())]
     Taken {
@@ -51,10 +62,7 @@ pub fn retry(
     product: &str,
     files: &[String],
 ) -> Result<Vec<PathBuf>, RetryError> {
-    cfg.product(product).map_err(|e| RetryError::Io {
-        path: cfg.path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    cfg.product(product)?;
     let layout = Layout::new(cfg);
     let failed_dir = layout.failed_dir(product);
     let names: Vec<String> = if files.is_empty() {
@@ -86,25 +94,41 @@ pub fn retry(
         path: inbox.clone(),
         source,
     })?;
-    let mut out = Vec::new();
+    // Every name is checked before anything moves: a retry is all or nothing.
+    let failed_files = ledger.in_state(State::Failed)?;
+    let mut planned: Vec<(String, PathBuf, String, PathBuf)> = Vec::new();
     for name in names {
         let failed = failed_dir.join(&name);
+        if is_report(&name) {
+            let export = [".error.json", ".rejects.csv", ".contract.toml"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name)
+                .to_owned();
+            return Err(RetryError::Report {
+                path: failed,
+                export,
+            });
+        }
         if !failed.is_file() {
             return Err(RetryError::NotFound(failed));
         }
         // The name it was dropped with (the failed folder may have added `.N`).
-        let original = ledger
-            .in_state(State::Failed)?
-            .into_iter()
+        let original = failed_files
+            .iter()
             .find(|f| f.product == product && f.final_path.as_deref() == Some(failed.as_path()))
-            .map_or_else(|| name.clone(), |f| f.name);
+            .map_or_else(|| name.clone(), |f| f.name.clone());
         let dest = inbox.join(&original);
-        if dest.exists() {
+        if dest.exists() || planned.iter().any(|(_, _, _, d)| *d == dest) {
             return Err(RetryError::Taken {
                 inbox: dest,
                 failed,
             });
         }
+        planned.push((name, failed, original, dest));
+    }
+    let mut out = Vec::new();
+    for (name, failed, original, dest) in planned {
         layout::move_file(&failed, &dest).map_err(|source| RetryError::Io {
             path: failed.clone(),
             source,

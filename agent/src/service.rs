@@ -125,6 +125,7 @@ async fn pause(d: Duration, cancel: &CancellationToken, wake: Option<&Notify>) -
 /// `lakemesh-agent run`: the service, until SIGTERM/SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), ServiceError> {
     let mut cfg = AgentConfig::load(config_path)?;
+    cfg.check_key()?;
     let _lock = lock_state(&cfg)?;
     let shutdown = CancellationToken::new();
     let (reload_tx, mut reload_rx) = mpsc::channel::<()>(1);
@@ -211,7 +212,16 @@ pub async fn run(config_path: &Path) -> Result<(), ServiceError> {
         let reloaded = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break None,
-                Some(()) = reload_rx.recv() => match AgentConfig::load(config_path) {
+                Some(()) = reload_rx.recv() => match AgentConfig::load(config_path)
+                    .and_then(|new| new.check_key().map(|()| new))
+                {
+                    Ok(new) if new.state_dir != cfg.state_dir || new.spool_dir != cfg.spool_dir => {
+                        log::error!(
+                            "SIGHUP: state_dir or spool_dir changed ({} → {}): the running agent holds the lock of its state folder, so moving to another one needs a restart; keeping the running configuration",
+                            cfg.state_dir.display(),
+                            new.state_dir.display()
+                        );
+                    }
                     Ok(new) => break Some(new),
                     Err(e) => log::error!("SIGHUP: {e}; keeping the running configuration"),
                 },
@@ -347,10 +357,17 @@ async fn converter(
             Err(PipelineError::Cancelled) => return,
             Err(e) => {
                 let wait = backoff.fail(clock_jitter());
-                log::warn!(
-                    product = rec.product.as_str(), file = rec.name.as_str();
-                    "{e}; trying again in {:.0} s", wait.as_secs_f64()
-                );
+                if e.is_transient() {
+                    log::warn!(
+                        product = rec.product.as_str(), file = rec.name.as_str();
+                        "{e}; trying again in {:.0} s", wait.as_secs_f64()
+                    );
+                } else {
+                    log::error!(
+                        product = rec.product.as_str(), file = rec.name.as_str();
+                        "{e}; trying again in {:.0} s (an operator must act)", wait.as_secs_f64()
+                    );
+                }
                 let _ = agent.ledger().record_error(Some(rec.id), &e.to_string());
                 if !pause(wait, &cancel, None).await {
                     return;

@@ -94,6 +94,9 @@ pub struct Inbox {
     require_marker: bool,
     settle: Duration,
     seen: HashMap<String, Seen>,
+    /// Entries that can never be claimed, already logged once (logged again only after they
+    /// went away and came back).
+    warned: std::collections::HashSet<std::ffi::OsString>,
 }
 
 /// The result of one scan.
@@ -103,6 +106,9 @@ pub struct Scan {
     pub ready: Vec<PathBuf>,
     /// Data files still waiting (empty, settling, or without marker).
     pub waiting: usize,
+    /// Entries that are never claimed (links, folders, names that are not UTF-8 or hold
+    /// control characters); each is logged once.
+    pub unusable: usize,
 }
 
 impl Inbox {
@@ -114,6 +120,7 @@ impl Inbox {
             require_marker,
             settle,
             seen: HashMap::new(),
+            warned: std::collections::HashSet::new(),
         }
     }
 
@@ -121,22 +128,44 @@ impl Inbox {
     /// or modification time changed since the last scan starts settling again.
     pub fn scan(&mut self, now: Instant) -> std::io::Result<Scan> {
         let mut names = Vec::new();
+        let mut unusable = std::collections::HashSet::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let Ok(ft) = entry.file_type() else { continue };
-            if !ft.is_file() {
-                continue;
-            }
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                log::warn!(
-                    "inbox {}: skipping a file whose name is not UTF-8: {:?}",
-                    self.dir.display(),
-                    entry.file_name()
-                );
-                continue;
+            let raw = entry.file_name();
+            let why = if !ft.is_file() {
+                let hidden = raw.to_str().is_some_and(is_ignored_name);
+                (!hidden).then(|| {
+                    if ft.is_symlink() {
+                        "a symbolic link, not a file: drop the file itself"
+                    } else {
+                        "not a regular file (a folder?): only files directly in the inbox are claimed"
+                    }
+                })
+            } else {
+                match raw.to_str() {
+                    None => Some("its name is not UTF-8: rename it"),
+                    Some(n) if n.chars().any(char::is_control) => {
+                        Some("its name holds a control character (a line break?): rename it")
+                    }
+                    Some(n) => {
+                        names.push(n.to_owned());
+                        None
+                    }
+                }
             };
-            names.push(name);
+            if let Some(why) = why {
+                if self.warned.insert(raw.clone()) {
+                    log::warn!(
+                        "inbox {}: {:?} is never claimed: {why}",
+                        self.dir.display(),
+                        raw
+                    );
+                }
+                unusable.insert(raw);
+            }
         }
+        self.warned.retain(|n| unusable.contains(n));
         let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
         self.seen.retain(|n, _| present.contains(n.as_str()));
         let mut scan = Scan::default();
@@ -182,6 +211,7 @@ impl Inbox {
         }
         ready.sort();
         scan.ready = ready.into_iter().map(|(_, n)| self.dir.join(n)).collect();
+        scan.unusable = unusable.len();
         Ok(scan)
     }
 
@@ -289,6 +319,29 @@ mod tests {
             classify("a.csv", 5, Duration::ZERO, true, true, S),
             Verdict::Ready
         );
+    }
+
+    #[test]
+    fn links_folders_and_unusable_names_are_never_claimed_and_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let settle = Duration::from_secs(1);
+        let mut inbox = Inbox::new("p", d.path().to_path_buf(), false, settle);
+        std::fs::write(d.path().join("good.csv"), b"x\n").unwrap();
+        std::fs::write(d.path().join("new\nline.csv"), b"x\n").unwrap();
+        std::os::unix::fs::symlink(d.path().join("good.csv"), d.path().join("link.csv")).unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::create_dir(d.path().join(".hidden-dir")).unwrap();
+        let t0 = Instant::now();
+        inbox.scan(t0).unwrap();
+        for _ in 0..2 {
+            let s = inbox.scan(t0 + settle * 2).unwrap();
+            assert_eq!(s.ready, vec![d.path().join("good.csv")]);
+            assert_eq!(s.unusable, 3, "the link, the folder and the line break");
+        }
+        assert_eq!(inbox.warned.len(), 3, "each logged once");
+        std::fs::remove_file(d.path().join("new\nline.csv")).unwrap();
+        inbox.scan(t0 + settle * 3).unwrap();
+        assert_eq!(inbox.warned.len(), 2, "gone, forgotten");
     }
 
     #[test]

@@ -22,3 +22,39 @@ pub mod logging;
 pub mod names;
 #[cfg(feature = "testbed")]
 pub mod testbed;
+
+/// An error and its causes on one line, `outer: cause: cause`, leaving out a cause whose text
+/// the message already holds (errors that print their source themselves).
+pub fn error_chain(top: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = top.to_string();
+    let mut cause = top.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// `println!` for command output that may go to a pipe closed early (`… | head -1`): a write
+/// error (EPIPE) ends the output quietly instead of panicking; the command's work and exit
+/// code are unaffected.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` with the same behaviour as [`outln!`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::write!(::std::io::stdout().lock(), $($arg)*);
+    }};
+}

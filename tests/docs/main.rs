@@ -239,3 +239,31 @@ fn every_contract_key_is_in_the_contract_reference() {
         );
     }
 }
+
+/// The keys a commented default configuration names (as `key =` or `# key =`).
+fn default_config_keys(path: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches(['#', ' ']);
+            let (k, _) = l.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+                .then(|| k.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_packaged_agent_configuration_names_every_key() {
+    let accepted = expected_keys(&agent_config_refusal("zz_probe = 1\n"));
+    let named = default_config_keys(&repo().join("packaging/config/agent.toml"));
+    let missing: Vec<_> = accepted
+        .iter()
+        .filter(|k| *k != "aws" && *k != "product" && !named.contains(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "packaging/config/agent.toml does not mention {missing:?}"
+    );
+}

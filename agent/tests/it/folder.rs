@@ -142,6 +142,16 @@ async fn a_refused_file_goes_to_failed_with_its_report_and_comes_back_with_retry
         agent.log().contains("reloaded").then_some(())
     })
     .unwrap_or_else(|| panic!("{}", agent.log()));
+    // A report is not an export: naming it is refused, and nothing moves.
+    let out = site.run(&["retry", "--product", "stays", "bad_dates.csv.error.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a report beside a failed file") && err.contains("(bad_dates.csv)"),
+        "{err}"
+    );
+    assert!(failed.join("bad_dates.csv.error.json").exists());
+    assert!(failed.join("bad_dates.csv").exists());
     let out = site.run(&["retry", "--product", "stays"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

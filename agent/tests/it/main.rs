@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agent_process;
+mod changes;
 mod cli;
 mod convert;
 mod corpus;
