@@ -195,11 +195,20 @@ impl Catalog {
             configuration: crawler_configuration(location),
             lake_formation_account: (producer.account_id != self.settings.account_id)
                 .then(|| producer.account_id.clone()),
+            exclusions: Vec::new(),
         })
     }
 
-    /// Creates the product's crawler, or updates it to the spec; returns its name.
+    /// Creates the product's crawler, or updates it to the spec; returns its name. Exclusions
+    /// the crawler already has are kept (they are added, never removed).
     pub async fn ensure_crawler(&self, spec: &CrawlerSpec) -> Result<String, CatalogError> {
+        let mut merged = spec.clone();
+        if let Some(c) = self.glue.get_crawler(&spec.name).await? {
+            merged.exclusions.extend(c.exclusions.iter().cloned());
+        }
+        merged.exclusions.sort();
+        merged.exclusions.dedup();
+        let spec = &merged;
         let limit = self.settings.retry_limit;
         let what = format!("crawler {}", spec.name);
         let existing = match self.glue.get_crawler(&spec.name).await? {

@@ -18,15 +18,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lakemesh_shared::announcement::Announcement;
 use lakemesh_shared::aws::{AwsSettings, SdkConfig};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::aws_error::AwsError;
+use crate::backoff;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{CatalogMode, Settings};
-use crate::glue::Glue;
+use crate::glue::{Glue, TableView};
 use crate::govern::{GovernError, Governor};
 use crate::lakeformation::LakeFormation;
 use crate::policy::{Policy, TableRef};
@@ -103,6 +105,10 @@ enum StepError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Govern(#[from] GovernError),
+    /// The announcement's columns contradict the table's: refused before anything is changed
+    /// (a crawl of such files fails, and every later crawl of the product with it).
+    #[error("{0}")]
+    Incompatible(String),
 }
 
 impl StepError {
@@ -116,6 +122,7 @@ impl StepError {
             Self::Validate(e) => e.is_transient(),
             Self::Catalog(e) => e.is_transient(),
             Self::Govern(e) => e.is_transient(),
+            Self::Incompatible(_) => false,
         }
     }
 }
@@ -443,6 +450,12 @@ impl Daemon {
         };
         match self.work_on(&accepted).await {
             Ok(summary) => Outcome::Done(summary),
+            Err(StepError::Incompatible(reason)) => Outcome::Rejected(Rejection {
+                producer: accepted.producer.id.clone(),
+                sender: m.sender_id.clone().unwrap_or_else(|| "?".into()),
+                announcement: accepted.announcement.announcement_id.clone(),
+                reason,
+            }),
             Err(e) => Outcome::Failed(e),
         }
     }
@@ -453,6 +466,31 @@ impl Daemon {
         self.catalog
             .ensure_database(db, &acc.producer, &a.domain)
             .await?;
+        let existing = self
+            .catalog
+            .glue()
+            .get_table(db, &a.product)
+            .await
+            .map_err(CatalogError::Glue)?;
+        if let Some(t) = &existing
+            && let Err(e) = check_columns(db, t, a)
+        {
+            // The refused batch's objects stay in the product folder: the crawler must never
+            // read them, or every later crawl of the product fails on them.
+            if self.settings.catalog_mode == CatalogMode::Crawler
+                && let Some(mut spec) = self.catalog.crawler_spec(db, &acc.location, &acc.producer)
+            {
+                spec.exclusions
+                    .push(format!("**/part-{}-*.parquet", a.announcement_id));
+                let name = self.catalog.ensure_crawler(&spec).await?;
+                log::warn!(
+                    "crawler={name}: the objects of refused batch {batch} are excluded from its crawls; the producer may delete them ({}**/part-{batch}-*.parquet)",
+                    acc.location.uri(),
+                    batch = a.announcement_id,
+                );
+            }
+            return Err(e);
+        }
         self.governor.register_location(&acc.producer).await?;
         self.governor.prepare_database(db, &acc.producer).await?;
         let cataloged = match self.settings.catalog_mode {
@@ -468,7 +506,12 @@ impl Daemon {
                 };
                 let name = self.catalog.ensure_crawler(&spec).await?;
                 self.catalog.crawl(&name).await?;
-                format!("crawled by {name}")
+                let added = self.add_new_columns(db, a).await?;
+                if added.is_empty() {
+                    format!("crawled by {name}")
+                } else {
+                    format!("crawled by {name}, columns {} added", added.join(", "))
+                }
             }
             CatalogMode::Direct => {
                 let added = self.catalog.write_direct(db, a).await?;
@@ -488,6 +531,78 @@ impl Daemon {
             a.objects.as_ref().map_or(0, Vec::len)
         ))
     }
+}
+
+impl Daemon {
+    /// Crawler mode: columns the announcement has and the crawled table lacks are added (a
+    /// crawler that crawls new folders only logs schema changes and applies none).
+    async fn add_new_columns(&self, db: &str, a: &Announcement) -> Result<Vec<String>, StepError> {
+        let glue = self.catalog.glue();
+        let Some(t) = glue
+            .get_table(db, &a.product)
+            .await
+            .map_err(CatalogError::Glue)?
+        else {
+            return Ok(Vec::new());
+        };
+        let have: std::collections::BTreeSet<String> = t
+            .columns
+            .iter()
+            .chain(&t.partition_keys)
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
+        let new: Vec<(String, String)> = a
+            .columns
+            .iter()
+            .filter(|c| !have.contains(&c.name.to_ascii_lowercase()))
+            .map(|c| (c.name.clone(), c.ty.clone()))
+            .collect();
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        let what = format!("add columns to {db}.{}", a.product);
+        backoff::retry(&what, self.settings.retry_limit, || {
+            glue.add_columns(db, &a.product, &new)
+        })
+        .await
+        .map_err(CatalogError::Glue)?;
+        let names: Vec<String> = new.iter().map(|(n, t)| format!("{n} {t}")).collect();
+        log::warn!(
+            "table={db}.{}: new columns {} from announcement {}: every grant with a column exclusion list now sees them (grants with include lists do not)",
+            a.product,
+            names.join(", "),
+            a.announcement_id
+        );
+        Ok(names)
+    }
+}
+
+/// The announcement against the table as cataloged: a column of another type is refused
+/// (Athena would fail on the files of one type or the other).
+fn check_columns(db: &str, t: &TableView, a: &Announcement) -> Result<(), StepError> {
+    let norm = |ty: &str| ty.to_ascii_lowercase().replace(' ', "");
+    for c in &a.columns {
+        if let Some((_, was)) = t
+            .columns
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&c.name))
+            && norm(was) != norm(&c.ty)
+        {
+            return Err(StepError::Incompatible(format!(
+                "column {} is {} in this batch but {was} in table {db}.{}: a type change needs a new product (or the table rebuilt), Athena cannot read both",
+                c.name, c.ty, a.product
+            )));
+        }
+    }
+    for k in &a.partition_keys {
+        if t.columns.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)) {
+            return Err(StepError::Incompatible(format!(
+                "partition key {k} is a body column of table {db}.{}",
+                a.product
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// How long a poison message stays hidden when the queue has no redrive policy.

@@ -38,6 +38,9 @@ pub struct CrawlerSpec {
     pub configuration: serde_json::Value,
     /// Account of the data, for cross-account Lake Formation credentials.
     pub lake_formation_account: Option<String>,
+    /// Glob patterns (relative to the path) the crawler never reads: the objects of batches
+    /// refused for their columns. Sorted, without duplicates.
+    pub exclusions: Vec<String>,
 }
 
 /// A crawler as Glue reports it.
@@ -59,6 +62,8 @@ pub struct CrawlerView {
     recrawl: Option<String>,
     schema_change: (Option<String>, Option<String>),
     lake_formation: Option<(bool, Option<String>)>,
+    /// Exclusion patterns of its S3 target.
+    pub exclusions: Vec<String>,
 }
 
 impl CrawlerView {
@@ -76,6 +81,7 @@ impl CrawlerView {
             && self.recrawl.as_deref() == Some("CRAWL_NEW_FOLDERS_ONLY")
             && self.schema_change == (Some("LOG".into()), Some("LOG".into()))
             && self.lake_formation == Some((true, spec.lake_formation_account.clone()))
+            && self.exclusions == spec.exclusions
     }
 }
 
@@ -227,6 +233,20 @@ impl Glue {
                         .collect()
                 })
                 .unwrap_or_default(),
+            exclusions: {
+                let mut v: Vec<String> = c
+                    .targets()
+                    .map(|t| {
+                        t.s3_targets()
+                            .iter()
+                            .flat_map(|s| s.exclusions().iter().cloned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                v.sort();
+                v.dedup();
+                v
+            },
             configuration: c.configuration().and_then(|s| serde_json::from_str(s).ok()),
             recrawl: c
                 .recrawl_policy()
@@ -259,7 +279,14 @@ impl Glue {
     ) {
         (
             CrawlerTargets::builder()
-                .s3_targets(S3Target::builder().path(&spec.path).build())
+                .s3_targets(
+                    S3Target::builder()
+                        .path(&spec.path)
+                        .set_exclusions(
+                            (!spec.exclusions.is_empty()).then(|| spec.exclusions.clone()),
+                        )
+                        .build(),
+                )
                 .build(),
             SchemaChangePolicy::builder()
                 .update_behavior(UpdateBehavior::Log)
@@ -394,6 +421,68 @@ impl Glue {
             .get_tables(database)
             .await?
             .and_then(|ts| ts.into_iter().find(|t| t.name == name)))
+    }
+
+    /// Appends `new` columns (name, type) to the table as it is (its crawler's settings,
+    /// parameters and partition keys kept): what a crawler that crawls new folders only never
+    /// does (its schema change policy must then be LOG).
+    pub async fn add_columns(
+        &self,
+        database: &str,
+        name: &str,
+        new: &[(String, String)],
+    ) -> Result<(), AwsError> {
+        let resource = format!("{database}.{name}");
+        let got = self
+            .client
+            .get_table()
+            .database_name(database)
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "GetTable", &resource, e))?;
+        let Some(t) = got.table() else {
+            return Err(AwsError::invalid_answer(
+                SERVICE,
+                "GetTable",
+                &resource,
+                "no table in the answer",
+            ));
+        };
+        let mut sd = t
+            .storage_descriptor()
+            .cloned()
+            .unwrap_or_else(|| aws_sdk_glue::types::StorageDescriptor::builder().build());
+        let mut cols = sd.columns().to_vec();
+        for (n, ty) in new {
+            cols.push(
+                Column::builder()
+                    .name(n)
+                    .r#type(ty)
+                    .build()
+                    .map_err(|e| build_err("UpdateTable", &resource, e))?,
+            );
+        }
+        sd.columns = Some(cols);
+        let input = TableInput::builder()
+            .name(t.name())
+            .set_description(t.description().map(str::to_owned))
+            .set_owner(t.owner().map(str::to_owned))
+            .retention(t.retention())
+            .storage_descriptor(sd)
+            .set_partition_keys(Some(t.partition_keys().to_vec()))
+            .set_table_type(t.table_type().map(str::to_owned))
+            .set_parameters(t.parameters().cloned())
+            .build()
+            .map_err(|e| build_err("UpdateTable", &resource, e))?;
+        self.client
+            .update_table()
+            .database_name(database)
+            .table_input(input)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "UpdateTable", &resource, e))?;
+        Ok(())
     }
 
     /// Creates or replaces a Parquet table: columns and string partition keys, the location.

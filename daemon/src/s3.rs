@@ -1,5 +1,6 @@
-//! S3 adapter: reading a claim-check manifest, bounded in size. The daemon reads nothing else
-//! from S3 (crawlers read the data).
+//! S3 adapter: reading a claim-check manifest, bounded in size, and listing the keys of an
+//! announced batch (ListBucket: names and sizes, never the data). The daemon reads nothing
+//! else from S3 (crawlers read the data).
 
 use aws_sdk_s3::Client;
 
@@ -68,5 +69,32 @@ impl S3 {
             return Err(too_large(bytes.len() as u64));
         }
         Ok(bytes.to_vec())
+    }
+
+    /// Keys and sizes under `prefix` (every page).
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, AwsError> {
+        let resource = format!("s3://{bucket}/{prefix}");
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(SERVICE, "ListObjectsV2", &resource, e))?;
+            for o in page.contents() {
+                if let Some(k) = o.key() {
+                    out.push((k.to_owned(), o.size().unwrap_or(0).max(0) as u64));
+                }
+            }
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
     }
 }

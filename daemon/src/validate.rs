@@ -68,12 +68,15 @@ pub enum ValidateError {
     /// The manifest could not be read now (S3 unreachable, throttled).
     #[error("reading the claim-check manifest: {0}")]
     Manifest(AwsError),
+    /// The announced objects could not be listed now.
+    #[error("listing the announced objects: {0}")]
+    Objects(AwsError),
 }
 
 impl ValidateError {
     /// Whether a later attempt may pass.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Manifest(e) if e.is_transient())
+        matches!(self, Self::Manifest(e) | Self::Objects(e) if e.is_transient())
     }
 }
 
@@ -220,7 +223,61 @@ pub async fn validate(
             .map_err(|e| rejected(e.to_string()))?;
         accepted.announcement = full;
     }
+    check_objects(s3, &accepted, env.sender_id).await?;
     Ok(accepted)
+}
+
+/// Every announced object is in the producer's bucket with its announced size: listed per
+/// partition folder and batch (`…/year=2026/part-{batch}-`), one ListObjectsV2 per folder.
+async fn check_objects(
+    s3: &S3,
+    accepted: &Accepted,
+    sender: Option<&str>,
+) -> Result<(), ValidateError> {
+    let a = &accepted.announcement;
+    let bucket = &accepted.location.bucket;
+    let rejected = |reason: String| {
+        ValidateError::Rejected(Rejection {
+            producer: accepted.producer.id.clone(),
+            sender: sender.unwrap_or("?").to_owned(),
+            announcement: a.announcement_id.clone(),
+            reason,
+        })
+    };
+    let mut by_prefix: std::collections::BTreeMap<String, Vec<(&str, u64)>> =
+        std::collections::BTreeMap::new();
+    for o in a.objects.as_deref().unwrap_or_default() {
+        let folder = o.key.rsplit_once('/').map_or("", |(f, _)| f);
+        by_prefix
+            .entry(format!("{folder}/part-{}-", a.announcement_id))
+            .or_default()
+            .push((&o.key, o.bytes));
+    }
+    for (prefix, objects) in by_prefix {
+        let listed: std::collections::BTreeMap<String, u64> = match s3.list(bucket, &prefix).await {
+            Ok(l) => l.into_iter().collect(),
+            Err(e) if e.is("NoSuchBucket") => {
+                return Err(rejected(format!("bucket {bucket}: {e}")));
+            }
+            Err(e) => return Err(ValidateError::Objects(e)),
+        };
+        for (key, bytes) in objects {
+            match listed.get(key) {
+                None => {
+                    return Err(rejected(format!(
+                        "object s3://{bucket}/{key} is not in the bucket"
+                    )));
+                }
+                Some(n) if *n != bytes => {
+                    return Err(rejected(format!(
+                        "object s3://{bucket}/{key} is {n} bytes, announced {bytes}"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -165,6 +165,21 @@ class CrawlTest(CrawlerCase):
         _, c = self.crawl(crawler)
         self.assertIn(f"Database {db} not found", c["LastCrawl"]["ErrorMessage"])
 
+    def test_exclusions_keep_objects_out_of_the_crawl(self):
+        bucket, db, crawler = self.setup_product()
+        self.put(bucket, "products/hospital_stays/year=2026/a.parquet", parquet(x=pa.array([1], pa.int64())))
+        self.put(bucket, "products/hospital_stays/year=2027/part-bad-0.parquet",
+                 parquet(x=pa.array(["1"], pa.string())))
+        self.glue.update_crawler(Name=crawler, Targets={"S3Targets": [{
+            "Path": f"s3://{bucket}/products/hospital_stays/", "Exclusions": ["**/part-bad-*.parquet"]}]})
+        _, c = self.crawl(crawler)
+        self.assertEqual(c["LastCrawl"]["Status"], "SUCCEEDED", c["LastCrawl"])
+        self.assertEqual(c["Targets"]["S3Targets"][0]["Exclusions"], ["**/part-bad-*.parquet"])
+        t = self.glue.get_table(DatabaseName=db, Name="hospital_stays")["Table"]
+        self.assertEqual([(x["Name"], x["Type"]) for x in t["StorageDescriptor"]["Columns"]], [("x", "bigint")])
+        parts = self.glue.get_partitions(DatabaseName=db, TableName="hospital_stays")["Partitions"]
+        self.assertEqual([p["Values"] for p in parts], [["2026"]], "the excluded file's folder is not a partition")
+
     def test_start_while_running_and_update_crawler(self):
         bucket, db, crawler = self.setup_product()
         self.glue.start_crawler(Name=crawler)

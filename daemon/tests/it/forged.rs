@@ -226,3 +226,25 @@ async fn a_poison_message_on_a_queue_without_redrive_is_kept_but_not_spun() {
     assert!(!lines.is_empty(), "the error says when it comes back");
     nothing_changed(&w).await;
 }
+
+/// Objects the announcement names must be in the producer's bucket with their sizes: a batch
+/// that was never uploaded (or only partly) creates no crawler and no table.
+#[tokio::test]
+async fn an_announcement_of_objects_that_are_not_there_is_rejected() {
+    let e = Emulator::shared().expect("emulator");
+    let w = World::new(e, 2).await;
+    let good = w.upload("hospital_stays", &[1], 21).await;
+
+    let mut missing = good.clone();
+    for o in missing.objects.iter_mut().flatten() {
+        o.key = o.key.replace("month=01", "month=09");
+        o.partition.0[1].1 = "09".into();
+    }
+    w.send(&missing).await;
+    let mut resized = good.clone();
+    for o in resized.objects.iter_mut().flatten() {
+        o.bytes += 1;
+    }
+    w.send(&resized).await;
+    expect_rejected(&w, 2, &["is not in the bucket", "bytes, announced"]).await;
+}

@@ -329,13 +329,32 @@ domains = ["{domain}"]
     /// Uploads `files` Parquet objects of `product` (one per month) and returns the
     /// announcement (source hash from `seed`).
     pub async fn upload(&self, product: &str, months: &[u32], seed: i64) -> Announcement {
+        self.upload_file(
+            product,
+            months,
+            seed,
+            &stays_parquet(4, seed),
+            stays_columns(),
+        )
+        .await
+    }
+
+    /// [`World::upload`] with the given Parquet file (4 rows) and announced columns.
+    pub async fn upload_file(
+        &self,
+        product: &str,
+        months: &[u32],
+        seed: i64,
+        parquet: &[u8],
+        columns: Vec<Column>,
+    ) -> Announcement {
         let source_sha = sha256_hex(format!("{} {product} {seed}", self.bucket).as_bytes());
         let id = source_sha[..16].to_owned();
         let loc = self.location(product);
         let s3 = self.emulator.s3(&self.sdk);
         let mut objects = Vec::new();
         for (i, m) in months.iter().enumerate() {
-            let bytes = stays_parquet(4, seed);
+            let bytes = parquet.to_vec();
             let month = format!("{m:02}");
             let key = format!(
                 "{}year=2026/month={month}/part-{id}-{i}.parquet",
@@ -367,7 +386,7 @@ domains = ["{domain}"]
             product: product.into(),
             location: loc.uri(),
             partition_keys: vec!["year".into(), "month".into()],
-            columns: stays_columns(),
+            columns,
             rows: 4 * objects.len() as u64,
             objects: Some(objects),
             manifest: None,

@@ -18,7 +18,8 @@ developer guide ("How crawlers work", "Setting crawler configuration options",
   crawler's State is RUNNING, then STOPPING while the crawl finishes, then READY;
 - when a crawl leaves RUNNING, catalogs its S3 targets: every `*.parquet` object under a
   target's path (objects whose key has a folder or file name starting with `_` or `.` are
-  skipped, as Glue skips them) belongs to the table whose root folder is the key's first
+  skipped, as Glue skips them, and so are keys matching one of the target's `Exclusions` glob
+  patterns, relative to its path, `*` also matching `/`) belongs to the table whose root folder is the key's first
   `TableLevelConfiguration` levels (the bucket is level 1; without the setting, the target's
   folder); the table is named after that folder (lowercased, other characters than a-z 0-9 _
   as `_`, with the crawler's TablePrefix); the folders between the table root and the file are
@@ -47,6 +48,7 @@ developer guide ("How crawlers work", "Setting crawler configuration options",
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import re
@@ -153,8 +155,12 @@ def run_crawl(crawler: Any) -> None:
     for target in (crawler.targets or {}).get("S3Targets") or []:
         path = target["Path"]
         target_prefix = path[len("s3://"):].partition("/")[2]
+        exclusions = target.get("Exclusions") or []
         for bucket, key, data in _objects(glue, path):
-            if _skipped(key[len(target_prefix):]) or not key.endswith(".parquet"):
+            relative = key[len(target_prefix):]
+            if _skipped(relative) or not key.endswith(".parquet"):
+                continue
+            if any(fnmatch.fnmatchcase(relative, pattern) for pattern in exclusions):
                 continue
             parts = key.split("/")
             if level:
