@@ -60,6 +60,7 @@ boxed_from!(
 pub fn load(path: &Path) -> Result<(Arc<Settings>, Arc<Policy>), CommandError> {
     let settings = Settings::load(path)?;
     let policy = Policy::load(&settings.policy_file)?;
+    policy.check_registry(&settings)?;
     Ok((Arc::new(settings), Arc::new(policy)))
 }
 
@@ -146,9 +147,16 @@ pub async fn plan(
     sdk: &SdkConfig,
 ) -> Result<Vec<Change>, CommandError> {
     let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
-    let daemon = Daemon::new(settings, policy, clients);
+    let daemon = Daemon::new(settings, Arc::clone(&policy), clients);
     let g = daemon.governor();
     let tables = g.managed_tables(None).await?;
+    for grant in policy.unmatched(&tables) {
+        log::warn!(
+            "policy: grant #{} (principal {}) matches no table of the catalog yet",
+            grant.index,
+            grant.principal
+        );
+    }
     Ok(g.plan(&tables).await?)
 }
 

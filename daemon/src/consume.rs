@@ -229,10 +229,20 @@ impl Daemon {
                     failures = 0;
                     m
                 }
-                Err(e) if e.is_transient() && failures < 10 => {
-                    let wait = crate::backoff::delay(failures + 2);
-                    log::warn!("queue={}: {e}; receiving again in {wait:?}", sqs.url());
-                    failures += 1;
+                // The service outlives an SQS outage (it keeps retrying, the wait capped at
+                // 20 s; ERROR once it has lasted ten attempts); `--once` gives up after ten.
+                Err(e) if e.is_transient() && (!once || failures < 10) => {
+                    let wait = crate::backoff::delay(failures.min(16) + 2);
+                    if failures >= 10 {
+                        log::error!(
+                            "queue={}: {e}; still unreachable after {} attempts, receiving again in {wait:?}",
+                            sqs.url(),
+                            failures + 1
+                        );
+                    } else {
+                        log::warn!("queue={}: {e}; receiving again in {wait:?}", sqs.url());
+                    }
+                    failures = failures.saturating_add(1);
                     drop(first);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => continue,

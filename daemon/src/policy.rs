@@ -620,6 +620,74 @@ impl Policy {
     }
 
     /// Whether a grant covers a table.
+    /// Checks every grant's table selector against the producer registry: a producer, domain
+    /// or database no registered producer has would silently match nothing (a typo).
+    pub fn check_registry(&self, settings: &crate::config::Settings) -> Result<(), PolicyError> {
+        let databases = settings.databases();
+        for g in &self.grants {
+            let bad = |problem: String| PolicyError::Grant {
+                index: g.index,
+                principal: g.principal.clone(),
+                table: None,
+                problem,
+            };
+            let sel = &g.tables;
+            if let Some(p) = &sel.producer
+                && !settings.producers.contains_key(p)
+            {
+                return Err(bad(format!(
+                    "tables.producer {p:?} is not a registered producer (registered: {})",
+                    settings
+                        .producers
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            if let Some(d) = &sel.domain
+                && !settings.producers.values().any(|p| p.domains.contains(d))
+            {
+                let mut known: Vec<&str> = settings
+                    .producers
+                    .values()
+                    .flat_map(|p| p.domains.iter().map(String::as_str))
+                    .collect();
+                known.sort_unstable();
+                known.dedup();
+                return Err(bad(format!(
+                    "tables.domain {d:?} is no registered producer's domain (known: {})",
+                    known.join(", ")
+                )));
+            }
+            if let Some(d) = &sel.database
+                && !databases.contains_key(d)
+            {
+                return Err(bad(format!(
+                    "tables.database {d:?} is not one of the daemon's databases ({})",
+                    databases.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            if let (Some(p), Some(d)) = (&sel.producer, &sel.domain)
+                && settings
+                    .producers
+                    .get(p)
+                    .is_some_and(|p| !p.domains.contains(d))
+            {
+                return Err(bad(format!("producer {p:?} does not publish domain {d:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The grants that match none of `tables` (not an error: their tables may not exist yet).
+    pub fn unmatched(&self, tables: &[ManagedTable]) -> Vec<&Grant> {
+        self.grants
+            .iter()
+            .filter(|g| !tables.iter().any(|t| Self::matches(&g.tables, t)))
+            .collect()
+    }
+
     fn matches(sel: &TableSelector, t: &ManagedTable) -> bool {
         sel.domain.as_ref().is_none_or(|d| *d == t.domain)
             && sel.producer.as_ref().is_none_or(|p| *p == t.producer)
@@ -1089,6 +1157,54 @@ columns = { exclude = ["patient_id", "birth_year"] }
             changes.iter().filter(|c| c.is_applied()).count(),
             4,
             "notes are not applied"
+        );
+    }
+
+    #[test]
+    fn selectors_must_name_registered_producers_domains_and_databases() {
+        let settings = crate::config::Settings::from_toml(
+            r#"
+queue_url = "https://sqs.eu-west-3.amazonaws.com/999988887777/lakemesh-announcements"
+policy_file = "policy.toml"
+crawler_role_arn = "arn:aws:iam::999988887777:role/lakemesh-crawler"
+registration_role_arn = "arn:aws:iam::999988887777:role/lakemesh-lf-registration"
+
+[[producer]]
+id = "chu-lyon"
+account_id = "111122223333"
+sender_ids = ["AROAEXAMPLEAGENTROLE"]
+origin = "chu"
+bucket = "chu-lyon-datamesh"
+domains = ["hospital_activity"]
+"#,
+            std::path::Path::new("syncd.toml"),
+        )
+        .unwrap();
+        let check = |tables: &str| {
+            policy(&format!(
+                "[[grant]]\nprincipal = \"{AGENCY}\"\ntables = {tables}\npermissions = [\"SELECT\"]\n"
+            ))
+            .unwrap()
+            .check_registry(&settings)
+            .map_err(|e| e.to_string())
+        };
+        check(r#"{ domain = "hospital_activity" }"#).unwrap();
+        check(r#"{ producer = "chu-lyon", database = "hospital_activity_chu" }"#).unwrap();
+        let e = check(r#"{ domain = "hospital_activty" }"#).unwrap_err();
+        assert!(
+            e.contains("grant #1")
+                && e.contains("hospital_activty")
+                && e.contains("known: hospital_activity"),
+            "{e}"
+        );
+        let e = check(r#"{ producer = "chu-lyonn" }"#).unwrap_err();
+        assert!(e.contains("not a registered producer"), "{e}");
+        let e = check(r#"{ database = "no_such_db" }"#).unwrap_err();
+        assert!(e.contains("hospital_activity_chu"), "{e}");
+        let e = check(r#"{ producer = "chu-lyon", domain = "insurance_claims" }"#).unwrap_err();
+        assert!(
+            e.contains("no registered producer's domain") || e.contains("does not publish"),
+            "{e}"
         );
     }
 
