@@ -376,7 +376,7 @@ impl Daemon {
             Some(Outcome::Rejected(r)) => {
                 log::warn!(
                     target: AUDIT_TARGET,
-                    "audit: rejected announcement message={} producer={} sender={} announcement={} receive={} reason={:?}",
+                    "audit: rejected announcement message={} claimed_producer={} sender={} announcement={} receive={} reason={:?}",
                     m.message_id, r.producer, r.sender, r.announcement, m.receive_count, r.reason
                 );
                 self.poison(&m, max_receive).await;

@@ -110,7 +110,7 @@ async fn forged_announcements_change_nothing_and_reach_the_dlq() {
     let line = log_lines(&["audit: rejected announcement", "chu-nowhere"]);
     assert!(
         line[0].contains("sender=AIDAIT2UOQQY3AUEKVGXU")
-            && line[0].contains("producer=chu-nowhere"),
+            && line[0].contains("claimed_producer=chu-nowhere"),
         "{line:?}"
     );
 }
