@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod commands;
 pub mod config;
 pub mod consume;
+pub mod evaluate;
 pub mod glue;
 pub mod govern;
 pub mod lakeformation;
