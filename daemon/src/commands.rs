@@ -1,6 +1,7 @@
 //! The subcommands behind `main.rs`: `check-config` (parse, validate, lint the policy, and a
 //! cheap reachability check of SQS, Glue and Lake Formation), `run` (the service or `--once`),
-//! `plan` and `apply`. Each returns what to print; `main` prints and picks the exit code.
+//! `plan`, `apply` and `preview`. Each returns what to print; `main` prints and picks
+//! the exit code.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::config::{ConfigError, Settings};
 use crate::consume::{Clients, ConsumeError, Daemon, Report};
 use crate::govern::GovernError;
 use crate::policy::{Change, Policy, PolicyError};
+use crate::preview::{DataSource, Preview, PreviewError};
 use crate::sqs::redrive;
 
 /// Why a command failed (large errors boxed: this travels up to `main`).
@@ -36,6 +38,12 @@ pub enum CommandError {
     /// A reachability check found a problem.
     #[error("{0}")]
     Check(String),
+    /// `preview`.
+    #[error(transparent)]
+    Preview(Box<PreviewError>),
+    /// A command-line argument is unusable.
+    #[error("{0}")]
+    Usage(String),
 }
 
 macro_rules! boxed_from {
@@ -53,7 +61,8 @@ boxed_from!(
     Policy(PolicyError),
     Aws(AwsError),
     Govern(GovernError),
-    Consume(ConsumeError)
+    Consume(ConsumeError),
+    Preview(PreviewError)
 );
 
 /// Loads the configuration and its policy.
@@ -165,4 +174,36 @@ pub async fn apply(
     let changes = g.plan(&tables).await?;
     g.apply(&changes).await?;
     Ok(changes)
+}
+
+/// `preview`: what `principal` would see of `table` (`DATABASE.TABLE`) in `data` (a folder or
+/// `s3://bucket/prefix`), at most `limit` sample rows.
+pub async fn preview(
+    settings: &Settings,
+    policy: &Policy,
+    sdk: &SdkConfig,
+    table: &str,
+    principal: &str,
+    data: &str,
+    limit: usize,
+) -> Result<Preview, CommandError> {
+    let table = crate::preview::parse_table(table).map_err(CommandError::Usage)?;
+    let source = DataSource::parse(data)?;
+    let s3 = match source {
+        DataSource::S3 { .. } => Some(crate::s3::S3::new(lakemesh_shared::aws::s3_client(
+            sdk,
+            &settings.aws,
+        ))),
+        DataSource::Local(_) => None,
+    };
+    Ok(crate::preview::preview(
+        settings,
+        policy,
+        s3.as_ref(),
+        &table,
+        principal,
+        &source,
+        limit,
+    )
+    .await?)
 }

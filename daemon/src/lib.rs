@@ -10,7 +10,9 @@
 //! Formation registration, grants, plan/apply), [`policy`] (the policy file, normal forms,
 //! diff), [`lint`] (row filters parsed and checked); the AWS adapters [`sqs`], [`s3`], [`glue`],
 //! [`lakeformation`] with their error type [`aws_error`]; [`backoff`] (the outer retry layer);
-//! [`commands`] (what the binary's subcommands do).
+//! [`commands`] (what the binary's subcommands do). Checking the policy: [`preview`] (what a
+//! principal would see, computed locally from the Parquet with [`evaluate`], the row-filter
+//! evaluator).
 //!
 //! Does not own: the announcement contract and name rules (`lakemesh_shared`), Athena
 //! verification (later), anything on the producer side.
@@ -27,6 +29,7 @@ pub mod govern;
 pub mod lakeformation;
 pub mod lint;
 pub mod policy;
+pub mod preview;
 pub mod s3;
 pub mod sqs;
 pub mod validate;

@@ -36,6 +36,25 @@ enum Command {
     Plan,
     /// Make Lake Formation hold what the policy says.
     Apply,
+    /// Show what a principal would see of a table under the policy, computed locally from the
+    /// product's Parquet (columns, row filter), without Lake Formation.
+    Preview {
+        /// The table, as DATABASE.TABLE.
+        #[arg(long)]
+        table: String,
+        /// The principal's role or user ARN.
+        #[arg(long)]
+        principal: String,
+        /// The product's Parquet: a local folder (Hive partitions k=v/) or s3://bucket/prefix.
+        #[arg(long)]
+        data: String,
+        /// Sample rows to show.
+        #[arg(long, default_value_t = lakemesh_syncd::preview::DEFAULT_LIMIT)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +111,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 for c in &changes {
                     println!("{c}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Preview {
+                table,
+                principal,
+                data,
+                limit,
+                json,
+            } => {
+                let p = commands::preview(&settings, &policy, &sdk, &table, &principal, &data, limit)
+                    .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&p).context("encoding JSON")?);
+                } else {
+                    print!("{}", p.render());
                 }
                 Ok(ExitCode::SUCCESS)
             }

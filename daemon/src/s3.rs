@@ -1,5 +1,5 @@
-//! S3 adapter: reading a claim-check manifest, bounded in size. The daemon reads nothing else
-//! from S3 (crawlers read the data).
+//! S3 adapter: reading a claim-check manifest, bounded in size, and, for `preview`, listing a
+//! product's objects and reading them. The service itself reads no product data (crawlers do).
 
 use aws_sdk_s3::Client;
 
@@ -68,5 +68,60 @@ impl S3 {
             return Err(too_large(bytes.len() as u64));
         }
         Ok(bytes.to_vec())
+    }
+
+    /// Every key under `prefix` (all pages), in the order S3 lists them (lexicographic).
+    pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, AwsError> {
+        let resource = format!("s3://{bucket}/{prefix}");
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk(SERVICE, "ListObjectsV2", &resource, e))?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The whole object.
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<bytes::Bytes, AwsError> {
+        let resource = format!("s3://{bucket}/{key}");
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "GetObject", &resource, e))?;
+        Ok(out
+            .body
+            .collect()
+            .await
+            .map_err(|e| {
+                AwsError::invalid_answer(
+                    SERVICE,
+                    "GetObject",
+                    &resource,
+                    format!("reading the body: {e}"),
+                )
+                .transient()
+            })?
+            .into_bytes())
     }
 }

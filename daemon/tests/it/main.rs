@@ -10,4 +10,5 @@ mod direct;
 mod forged;
 mod intake;
 mod policy;
+mod preview;
 mod support;
