@@ -1,6 +1,6 @@
 //! The subcommands behind `main.rs`: `check-config` (parse, validate, lint the policy, and a
 //! cheap reachability check of SQS, Glue and Lake Formation), `run` (the service or `--once`),
-//! `plan`, `apply` and `preview`. Each returns what to print; `main` prints and picks
+//! `plan`, `apply`, `preview` and `verify`. Each returns what to print; `main` prints and picks
 //! the exit code.
 
 use std::path::Path;
@@ -44,6 +44,9 @@ pub enum CommandError {
     /// A command-line argument is unusable.
     #[error("{0}")]
     Usage(String),
+    /// `verify` could not start.
+    #[error(transparent)]
+    Verify(Box<crate::verify::VerifyError>),
 }
 
 macro_rules! boxed_from {
@@ -62,7 +65,8 @@ boxed_from!(
     Aws(AwsError),
     Govern(GovernError),
     Consume(ConsumeError),
-    Preview(PreviewError)
+    Preview(PreviewError),
+    Verify(crate::verify::VerifyError)
 );
 
 /// Loads the configuration and its policy.
@@ -206,4 +210,59 @@ pub async fn preview(
         limit,
     )
     .await?)
+}
+
+/// `verify`: Athena probes as each principal of `policy` (or `only_principal`) on the managed
+/// tables (or `only_table`, `DATABASE.TABLE`); the report says whether everything holds.
+pub async fn verify(
+    settings: Arc<Settings>,
+    policy: Arc<Policy>,
+    sdk: &SdkConfig,
+    only_principal: Option<&str>,
+    only_table: Option<&str>,
+) -> Result<crate::verify::Report, CommandError> {
+    let Some(v) = settings.verify.clone() else {
+        return Err(CommandError::Usage(format!(
+            "{}: no [verify] section: verify needs the Athena workgroup and result location its probes use",
+            settings.path.display()
+        )));
+    };
+    let only_table = only_table
+        .map(crate::preview::parse_table)
+        .transpose()
+        .map_err(CommandError::Usage)?;
+    let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
+    let daemon = Daemon::new(Arc::clone(&settings), Arc::clone(&policy), clients);
+    let tables = daemon.governor().managed_tables(None).await?;
+    let (probes, notes) =
+        crate::verify::plan(&policy, &tables, only_principal, only_table.as_ref())?;
+    let run_id = crate::verify::run_id();
+    let sts = crate::sts::Sts::new(aws_sdk_sts::Client::new(sdk));
+    let session = format!("lakemesh-verify-{run_id}");
+    let connect = |principal: String| {
+        let (sts, session, v) = (sts.clone(), session.clone(), v.clone());
+        async move {
+            let s = sts.assume_role(&principal, &session).await?;
+            log::info!(
+                "verify: probing as {} (role {principal})",
+                s.assumed_role_arn
+            );
+            Ok::<_, AwsError>(crate::athena::Athena::new(
+                crate::sts::athena_client(sdk, &s),
+                &v.workgroup,
+                &v.output_location,
+                v.poll_interval,
+                v.query_timeout,
+            ))
+        }
+    };
+    Ok(crate::verify::run(
+        &probes,
+        notes,
+        &run_id,
+        &v.workgroup,
+        v.propagation_timeout,
+        connect,
+    )
+    .await)
 }

@@ -12,11 +12,12 @@
 //! [`lakeformation`] with their error type [`aws_error`]; [`backoff`] (the outer retry layer);
 //! [`commands`] (what the binary's subcommands do). Checking the policy: [`preview`] (what a
 //! principal would see, computed locally from the Parquet with [`evaluate`], the row-filter
-//! evaluator).
+//! evaluator) and [`verify`] (Athena probes as each principal, through [`sts`] and [`athena`]).
 //!
-//! Does not own: the announcement contract and name rules (`lakemesh_shared`), Athena
-//! verification (later), anything on the producer side.
+//! Does not own: the announcement contract and name rules (`lakemesh_shared`), anything on the
+//! producer side.
 
+pub mod athena;
 pub mod aws_error;
 pub mod backoff;
 pub mod catalog;
@@ -32,4 +33,6 @@ pub mod policy;
 pub mod preview;
 pub mod s3;
 pub mod sqs;
+pub mod sts;
 pub mod validate;
+pub mod verify;

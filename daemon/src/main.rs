@@ -55,6 +55,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prove with Athena, as each principal (its role assumed), that Lake Formation enforces
+    /// the policy: visible columns, no row outside the filter, ungranted tables refused. Exit
+    /// status 0 only when every probe holds.
+    Verify {
+        /// Another policy file than the configuration's.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Only this principal (role ARN).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only this table, as DATABASE.TABLE.
+        #[arg(long)]
+        table: Option<String>,
+        /// Print JSON instead of the matrix.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,7 +87,13 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (settings, policy) = commands::load(&cli.config)?;
+    let (settings, mut policy) = commands::load(&cli.config)?;
+    if let Command::Verify {
+        policy: Some(path), ..
+    } = &cli.command
+    {
+        policy = std::sync::Arc::new(lakemesh_syncd::policy::Policy::load(path)?);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,6 +152,27 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     print!("{}", p.render());
                 }
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Verify {
+                principal,
+                table,
+                json,
+                ..
+            } => {
+                let report = commands::verify(
+                    settings,
+                    policy,
+                    &sdk,
+                    principal.as_deref(),
+                    table.as_deref(),
+                )
+                .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report).context("encoding JSON")?);
+                } else {
+                    print!("{}", report.render());
+                }
+                Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
             Command::Apply => {
                 let changes = commands::apply(settings, policy, &sdk).await?;

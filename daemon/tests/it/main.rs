@@ -12,3 +12,4 @@ mod intake;
 mod policy;
 mod preview;
 mod support;
+mod verify;
