@@ -266,10 +266,16 @@ fn judge(probe: &Probe, outcome: &Result<Outcome, AwsError>) -> Verdict {
         {
             Verdict::Holds(format!("refused: {reason}"))
         }
-        (Expect::Denial, Ok(Outcome::Succeeded { columns, .. })) => Verdict::DoesNot(format!(
-            "readable: the query succeeded with columns {}",
-            columns.join(", ")
-        )),
+        (Expect::Denial, Ok(Outcome::Succeeded { columns, .. })) => {
+            Verdict::DoesNot(if columns.is_empty() {
+                "readable: the query succeeded".into()
+            } else {
+                format!(
+                    "readable: the query succeeded with columns {}",
+                    columns.join(", ")
+                )
+            })
+        }
         (_, Ok(Outcome::Refused { reason })) => {
             Verdict::DoesNot(format!("refused though granted: {reason}"))
         }
