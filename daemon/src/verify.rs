@@ -151,6 +151,11 @@ pub fn plan(
     only_table: Option<&TableRef>,
 ) -> Result<(Vec<Probe>, Vec<String>), VerifyError> {
     policy.lint_tables(tables)?;
+    if tables.is_empty() {
+        return Err(VerifyError::Nothing(
+            "no managed tables in the catalog yet: nothing to verify".into(),
+        ));
+    }
     let principals: Vec<String> = match only_principal {
         Some(p) => vec![p.to_owned()],
         None => policy.principals().into_iter().map(str::to_owned).collect(),

@@ -281,3 +281,74 @@ async fn verify_passes_once_a_grant_has_propagated() {
     assert_eq!(report.results[1].status, Status::Pass);
     assert!(text.contains("ok: 2 probes hold"), "{text}");
 }
+
+#[tokio::test]
+async fn the_binary_takes_another_policy_prints_json_and_exits_1_unless_all_hold() {
+    let outsider = "arn:aws:iam::210000000005:role/outsider";
+    let w = world(0).await;
+    w.write_policy(&policy(
+        "arn:aws:iam::210000000006:role/ministry-statistics",
+        "arn:aws:iam::210000000007:role/regional-agency-occitanie",
+    ));
+    athena_as(&w, outsider).await;
+    // A policy that gives the outsider DESCRIBE only: its one probe is a refusal, which the
+    // emulator (no Lake Formation) cannot give.
+    let other = w.dir.path().join("outsider.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "[[grant]]\nprincipal = \"{outsider}\"\ntables = {{ domain = \"{}\" }}\npermissions = [\"DESCRIBE\"]\n",
+            w.domain
+        ),
+    )
+    .expect("policy");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lakemesh-syncd"))
+            .arg("--config")
+            .arg(w.config_path())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", w.dir.path())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run lakemesh-syncd")
+    };
+    let o = run(&["verify", "--policy", &other.to_string_lossy(), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 1, "{v}");
+    assert_eq!(results[0]["principal"], outsider);
+    assert_eq!(results[0]["probe"], "refused");
+    assert_eq!(results[0]["status"], "fail");
+    assert_eq!(results[0]["detail"], "readable: the query succeeded");
+    // Without a [verify] section: a clear error.
+    let mut bare = World::new(w.emulator, 3).await;
+    bare.extra = "catalog_mode = \"direct\"".into();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lakemesh-syncd"))
+        .arg("--config")
+        .arg({
+            bare.write_policy(&policy(
+                outsider,
+                outsider.replace("outsider", "x").as_str(),
+            ));
+            bare.config_path()
+        })
+        .arg("verify")
+        .env_clear()
+        .env("HOME", bare.dir.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run lakemesh-syncd");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no [verify] section"),
+        "{o:?}"
+    );
+}
