@@ -242,7 +242,11 @@ pub async fn verify(
     let connect = |principal: String| {
         let (sts, session, v) = (sts.clone(), session.clone(), v.clone());
         async move {
-            let s = sts.assume_role(&principal, &session).await?;
+            // A role just created or just trusted is refused for a few seconds.
+            let s = crate::backoff::retry("verify: AssumeRole", v.propagation_timeout, || {
+                sts.assume_role(&principal, &session)
+            })
+            .await?;
             log::info!(
                 "verify: probing as {} (role {principal})",
                 s.assumed_role_arn

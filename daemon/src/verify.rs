@@ -13,8 +13,9 @@
 //!
 //! Each query starts with a comment naming the run, the principal and the probe, and carries a
 //! `ClientRequestToken` made of the run id and the probe number, so Athena's history shows who
-//! ran what. A probe that does not hold is repeated with capped backoff until
-//! `propagation_timeout_secs` has passed (grants take a moment to apply), then reported.
+//! ran what. A probe that does not hold (or could not be judged for a transient reason) is
+//! repeated with capped backoff until `propagation_timeout_secs` has passed (grants take a
+//! moment to apply), then reported; a permanent error (a missing workgroup) is reported at once.
 //!
 //! Owns the plan of probes ([`plan`]), running them ([`run`]) and the [`Report`] (matrix text,
 //! JSON, whether everything holds). Does not own the Athena and STS calls (`athena`, `sts`),
@@ -260,7 +261,10 @@ pub fn run_id() -> String {
 enum Verdict {
     Holds(String),
     DoesNot(String),
+    /// Could not be judged; may work on a later attempt (throttling, a failed query).
     Broken(String),
+    /// Could not be judged, and never will be by trying again (a missing workgroup).
+    Fatal(String),
 }
 
 fn judge(probe: &Probe, outcome: &Result<Outcome, AwsError>) -> Verdict {
@@ -290,7 +294,8 @@ fn judge(probe: &Probe, outcome: &Result<Outcome, AwsError>) -> Verdict {
         (_, Ok(Outcome::Failed { reason, .. })) => {
             Verdict::Broken(format!("query failed: {reason}"))
         }
-        (_, Err(e)) => Verdict::Broken(e.to_string()),
+        (_, Err(e)) if e.is_transient() => Verdict::Broken(e.to_string()),
+        (_, Err(e)) => Verdict::Fatal(e.to_string()),
         (Expect::Columns(want), Ok(Outcome::Succeeded { columns, .. })) => {
             let got: BTreeSet<String> = columns.iter().map(|c| c.to_lowercase()).collect();
             let extra: Vec<&str> = got.difference(want).map(String::as_str).collect();
@@ -405,6 +410,7 @@ where
             let left = propagation.saturating_sub(started.elapsed());
             match verdict {
                 Verdict::Holds(d) => break base(Status::Pass, d, attempt, ids),
+                Verdict::Fatal(d) => break base(Status::Error, d, attempt, ids),
                 Verdict::DoesNot(d) if left.is_zero() => break base(Status::Fail, d, attempt, ids),
                 Verdict::Broken(d) if left.is_zero() => break base(Status::Error, d, attempt, ids),
                 Verdict::DoesNot(d) | Verdict::Broken(d) => {
@@ -769,5 +775,68 @@ columns = { exclude = ["region_code"] }
         assert!(!report.ok);
         let text = report.render();
         assert!(text.contains("not ok: 1 of 3 probes do not hold"), "{text}");
+    }
+
+    /// A permanent error (here a missing workgroup) is reported at once, not retried for the
+    /// whole propagation wait; it is an error, not a refusal.
+    #[tokio::test]
+    async fn a_missing_workgroup_is_an_error_reported_at_once() {
+        use aws_sdk_athena::Client;
+        use aws_sdk_athena::operation::start_query_execution::StartQueryExecutionError;
+        use aws_sdk_athena::types::error::InvalidRequestException;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+        let missing = mock!(Client::start_query_execution).then_error(|| {
+            StartQueryExecutionError::InvalidRequestException(
+                InvalidRequestException::builder()
+                    .message("WorkGroup does not exist")
+                    .meta(
+                        aws_sdk_athena::error::ErrorMetadata::builder()
+                            .code("InvalidRequestException")
+                            .message("WorkGroup does not exist")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_athena, RuleMode::MatchAny, [&missing]);
+        let athena = Athena::new(
+            client,
+            "nope",
+            "s3://results/verify/",
+            Duration::from_millis(1),
+            Duration::from_secs(5),
+        );
+        let probes = [Probe {
+            principal: "arn:aws:iam::444455556666:role/regional-agency-occitanie".into(),
+            table: TableRef {
+                database: "claims_mut".into(),
+                table: "claims".into(),
+            },
+            kind: ProbeKind::Refused,
+            expect: Expect::Denial,
+        }];
+        let started = Instant::now();
+        let report = run(
+            &probes,
+            Vec::new(),
+            "r2",
+            "nope",
+            Duration::from_secs(60),
+            |_| {
+                let a = athena.clone();
+                async move { Ok(a) }
+            },
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(report.results[0].status, Status::Error, "{report:#?}");
+        assert_eq!(report.results[0].attempts, 1);
+        assert!(
+            report.results[0]
+                .detail
+                .contains("WorkGroup does not exist")
+        );
+        assert!(!report.ok);
     }
 }
