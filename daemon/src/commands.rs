@@ -1,6 +1,7 @@
 //! The subcommands behind `main.rs`: `check-config` (parse, validate, lint the policy, and a
 //! cheap reachability check of SQS, Glue and Lake Formation), `run` (the service or `--once`),
-//! `plan` and `apply`. Each returns what to print; `main` prints and picks the exit code.
+//! `plan`, `apply`, `preview` and `verify`. Each returns what to print; `main` prints and picks
+//! the exit code.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::config::{ConfigError, Settings};
 use crate::consume::{Clients, ConsumeError, Daemon, Report};
 use crate::govern::GovernError;
 use crate::policy::{Change, Policy, PolicyError};
+use crate::preview::{DataSource, Preview, PreviewError};
 use crate::sqs::redrive;
 
 /// Why a command failed (large errors boxed: this travels up to `main`).
@@ -36,6 +38,15 @@ pub enum CommandError {
     /// A reachability check found a problem.
     #[error("{0}")]
     Check(String),
+    /// `preview`.
+    #[error(transparent)]
+    Preview(Box<PreviewError>),
+    /// A command-line argument is unusable.
+    #[error("{0}")]
+    Usage(String),
+    /// `verify` could not start.
+    #[error(transparent)]
+    Verify(Box<crate::verify::VerifyError>),
 }
 
 macro_rules! boxed_from {
@@ -53,7 +64,9 @@ boxed_from!(
     Policy(PolicyError),
     Aws(AwsError),
     Govern(GovernError),
-    Consume(ConsumeError)
+    Consume(ConsumeError),
+    Preview(PreviewError),
+    Verify(crate::verify::VerifyError)
 );
 
 /// Loads the configuration and its policy.
@@ -173,4 +186,95 @@ pub async fn apply(
     let changes = g.plan(&tables).await?;
     g.apply(&changes).await?;
     Ok(changes)
+}
+
+/// `preview`: what `principal` would see of `table` (`DATABASE.TABLE`) in `data` (a folder or
+/// `s3://bucket/prefix`), at most `limit` sample rows.
+pub async fn preview(
+    settings: &Settings,
+    policy: &Policy,
+    sdk: &SdkConfig,
+    table: &str,
+    principal: &str,
+    data: &str,
+    limit: usize,
+) -> Result<Preview, CommandError> {
+    let table = crate::preview::parse_table(table).map_err(CommandError::Usage)?;
+    let source = DataSource::parse(data)?;
+    let s3 = match source {
+        DataSource::S3 { .. } => Some(crate::s3::S3::new(lakemesh_shared::aws::s3_client(
+            sdk,
+            &settings.aws,
+        ))),
+        DataSource::Local(_) => None,
+    };
+    Ok(crate::preview::preview(
+        settings,
+        policy,
+        s3.as_ref(),
+        &table,
+        principal,
+        &source,
+        limit,
+    )
+    .await?)
+}
+
+/// `verify`: Athena probes as each principal of `policy` (or `only_principal`) on the managed
+/// tables (or `only_table`, `DATABASE.TABLE`); the report says whether everything holds.
+pub async fn verify(
+    settings: Arc<Settings>,
+    policy: Arc<Policy>,
+    sdk: &SdkConfig,
+    only_principal: Option<&str>,
+    only_table: Option<&str>,
+) -> Result<crate::verify::Report, CommandError> {
+    let Some(v) = settings.verify.clone() else {
+        return Err(CommandError::Usage(format!(
+            "{}: no [verify] section: verify needs the Athena workgroup and result location its probes use",
+            settings.path.display()
+        )));
+    };
+    let only_table = only_table
+        .map(crate::preview::parse_table)
+        .transpose()
+        .map_err(CommandError::Usage)?;
+    let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
+    let daemon = Daemon::new(Arc::clone(&settings), Arc::clone(&policy), clients);
+    let tables = daemon.governor().managed_tables(None).await?;
+    let (probes, notes) =
+        crate::verify::plan(&policy, &tables, only_principal, only_table.as_ref())?;
+    let run_id = crate::verify::run_id();
+    let sts = crate::sts::Sts::new(aws_sdk_sts::Client::new(sdk));
+    let session = format!("lakemesh-verify-{run_id}");
+    let connect = |principal: String| {
+        let (sts, session, v) = (sts.clone(), session.clone(), v.clone());
+        async move {
+            // A role just created or just trusted is refused for a few seconds.
+            let s = crate::backoff::retry("verify: AssumeRole", v.propagation_timeout, || {
+                sts.assume_role(&principal, &session)
+            })
+            .await?;
+            log::info!(
+                "verify: probing as {} (role {principal})",
+                s.assumed_role_arn
+            );
+            Ok::<_, AwsError>(crate::athena::Athena::new(
+                crate::sts::athena_client(sdk, &s),
+                &v.workgroup,
+                &v.output_location,
+                v.poll_interval,
+                v.query_timeout,
+            ))
+        }
+    };
+    Ok(crate::verify::run(
+        &probes,
+        notes,
+        &run_id,
+        &v.workgroup,
+        v.propagation_timeout,
+        connect,
+    )
+    .await)
 }

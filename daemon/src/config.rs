@@ -73,6 +73,8 @@ pub struct RawConfig {
     /// AWS client settings (the same section as the agent's).
     #[serde(default)]
     pub aws: AwsSettings,
+    /// `lakemesh-syncd verify`: where its Athena probes run. Optional; `verify` needs it.
+    pub verify: Option<RawVerify>,
     /// The producer registry: who may announce what, from where.
     #[serde(default, rename = "producer")]
     pub producers: Vec<RawProducer>,
@@ -98,6 +100,125 @@ pub struct RawProducer {
     pub prefix: String,
     /// The domains (data types) it may publish.
     pub domains: Vec<String>,
+}
+
+/// `[verify]`: the Athena probes of `lakemesh-syncd verify`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    /// Athena workgroup the probes run in, e.g. `"lakemesh-verify"`. Queries run in the account
+    /// of the principal whose role is assumed, so the workgroup must exist there (one per
+    /// account, same name); give it a bytes-scanned limit, the probes need almost none.
+    pub workgroup: String,
+    /// Where the probes' results go: `s3://bucket/prefix/`, writable by every probed role and
+    /// kept apart from other query results (a lifecycle rule can expire it).
+    pub output_location: String,
+    /// Longest wait for Lake Formation grants to take effect: a probe that does not hold yet is
+    /// repeated with capped backoff until this has passed, 0 to 3600 seconds. Default 60.
+    #[serde(default = "default_propagation_timeout_secs")]
+    pub propagation_timeout_secs: u64,
+    /// Longest run of one probe query before it is stopped, 5 to 3600 seconds. Default 120.
+    #[serde(default = "default_query_timeout_secs")]
+    pub query_timeout_secs: u64,
+    /// Milliseconds between two looks at a running query, 50 to 60000. Default 500.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+/// `[verify]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifySettings {
+    /// Workgroup.
+    pub workgroup: String,
+    /// Result location (`s3://…/`, with the trailing slash).
+    pub output_location: String,
+    /// Propagation wait.
+    pub propagation_timeout: Duration,
+    /// Query timeout.
+    pub query_timeout: Duration,
+    /// Poll interval.
+    pub poll_interval: Duration,
+}
+
+fn default_propagation_timeout_secs() -> u64 {
+    60
+}
+fn default_query_timeout_secs() -> u64 {
+    120
+}
+fn default_poll_interval_ms() -> u64 {
+    500
+}
+
+fn check_verify(v: &RawVerify) -> Result<VerifySettings, (&'static str, String)> {
+    let wg_ok = (1..=128).contains(&v.workgroup.len())
+        && v.workgroup
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !wg_ok {
+        return Err((
+            "verify.workgroup",
+            format!(
+                "{:?} is not a workgroup name (1 to 128 letters, digits, . _ -)",
+                v.workgroup
+            ),
+        ));
+    }
+    let loc_ok = v
+        .output_location
+        .strip_prefix("s3://")
+        .is_some_and(|r| r.split('/').next().is_some_and(|b| !b.is_empty()));
+    if !loc_ok {
+        return Err((
+            "verify.output_location",
+            format!(
+                "{:?} is not an s3://bucket/prefix/ location",
+                v.output_location
+            ),
+        ));
+    }
+    let range = |key: &'static str, val: u64, lo: u64, hi: u64, unit: &str| {
+        if (lo..=hi).contains(&val) {
+            Ok(())
+        } else {
+            Err((
+                key,
+                format!("{val} is out of range; use {lo} to {hi}{unit}"),
+            ))
+        }
+    };
+    range(
+        "verify.propagation_timeout_secs",
+        v.propagation_timeout_secs,
+        0,
+        3600,
+        " seconds",
+    )?;
+    range(
+        "verify.query_timeout_secs",
+        v.query_timeout_secs,
+        5,
+        3600,
+        " seconds",
+    )?;
+    range(
+        "verify.poll_interval_ms",
+        v.poll_interval_ms,
+        50,
+        60_000,
+        " milliseconds",
+    )?;
+    let mut output_location = v.output_location.clone();
+    if !output_location.ends_with('/') {
+        output_location.push('/');
+    }
+    Ok(VerifySettings {
+        workgroup: v.workgroup.clone(),
+        output_location,
+        propagation_timeout: Duration::from_secs(v.propagation_timeout_secs),
+        query_timeout: Duration::from_secs(v.query_timeout_secs),
+        poll_interval: Duration::from_millis(v.poll_interval_ms),
+    })
 }
 
 /// How tables are made.
@@ -313,6 +434,8 @@ pub struct Settings {
     pub retry_limit: Duration,
     /// `[aws]`.
     pub aws: AwsSettings,
+    /// `[verify]`, if given.
+    pub verify: Option<VerifySettings>,
     /// Producers by id.
     pub producers: BTreeMap<String, Producer>,
 }
@@ -429,6 +552,10 @@ impl Settings {
             reason: e.reason,
         })?;
 
+        let verify = match &raw.verify {
+            None => None,
+            Some(v) => Some(check_verify(v).map_err(|(k, r)| bad(k, r))?),
+        };
         let mut producers = BTreeMap::new();
         for (i, p) in raw.producers.iter().enumerate() {
             let key = |k: &str| format!("producer[{i}].{k}");
@@ -460,6 +587,7 @@ impl Settings {
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
             retry_limit: Duration::from_secs(raw.retry_limit_secs),
             aws: raw.aws,
+            verify,
             producers,
         })
     }
@@ -668,6 +796,46 @@ domains = ["hospital_activity"]
             s.databases().keys().collect::<Vec<_>>(),
             ["hospital_activity_chu"]
         );
+    }
+
+    #[test]
+    fn verify_section_defaults_and_errors_name_the_key() {
+        assert_eq!(load(GOOD).unwrap().verify, None);
+        let with = |body: &str| {
+            format!(
+                "{}\n[verify]\n{body}\n",
+                GOOD.replace("[aws]\nregion = \"eu-west-3\"\n", "")
+            )
+        };
+        let s = load(&with(
+            "workgroup = \"lakemesh-verify\"\noutput_location = \"s3://ministry-athena/verify\"",
+        ))
+        .unwrap();
+        let v = s.verify.unwrap();
+        assert_eq!(v.output_location, "s3://ministry-athena/verify/");
+        assert_eq!(v.propagation_timeout, Duration::from_secs(60));
+        assert_eq!(v.query_timeout, Duration::from_secs(120));
+        assert_eq!(v.poll_interval, Duration::from_millis(500));
+        for (body, key) in [
+            (
+                "workgroup = \"bad name\"\noutput_location = \"s3://b/\"",
+                "verify.workgroup",
+            ),
+            (
+                "workgroup = \"w\"\noutput_location = \"/tmp/x\"",
+                "verify.output_location",
+            ),
+            (
+                "workgroup = \"w\"\noutput_location = \"s3://b/\"\npropagation_timeout_secs = 4000",
+                "verify.propagation_timeout_secs",
+            ),
+            (
+                "workgroup = \"w\"\noutput_location = \"s3://b/\"\npoll_interval_ms = 1",
+                "verify.poll_interval_ms",
+            ),
+        ] {
+            assert_eq!(key_of(&with(body)), key, "{body}");
+        }
     }
 
     #[test]

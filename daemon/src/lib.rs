@@ -10,22 +10,29 @@
 //! Formation registration, grants, plan/apply), [`policy`] (the policy file, normal forms,
 //! diff), [`lint`] (row filters parsed and checked); the AWS adapters [`sqs`], [`s3`], [`glue`],
 //! [`lakeformation`] with their error type [`aws_error`]; [`backoff`] (the outer retry layer);
-//! [`commands`] (what the binary's subcommands do).
+//! [`commands`] (what the binary's subcommands do). Checking the policy: [`preview`] (what a
+//! principal would see, computed locally from the Parquet with [`evaluate`], the row-filter
+//! evaluator) and [`verify`] (Athena probes as each principal, through [`sts`] and [`athena`]).
 //!
-//! Does not own: the announcement contract and name rules (`lakemesh_shared`), Athena
-//! verification (later), anything on the producer side.
+//! Does not own: the announcement contract and name rules (`lakemesh_shared`), anything on the
+//! producer side.
 
+pub mod athena;
 pub mod aws_error;
 pub mod backoff;
 pub mod catalog;
 pub mod commands;
 pub mod config;
 pub mod consume;
+pub mod evaluate;
 pub mod glue;
 pub mod govern;
 pub mod lakeformation;
 pub mod lint;
 pub mod policy;
+pub mod preview;
 pub mod s3;
 pub mod sqs;
+pub mod sts;
 pub mod validate;
+pub mod verify;

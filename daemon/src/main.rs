@@ -37,6 +37,42 @@ enum Command {
     Plan,
     /// Make Lake Formation hold what the policy says.
     Apply,
+    /// Show what a principal would see of a table under the policy, computed locally from the
+    /// product's Parquet (columns, row filter), without Lake Formation.
+    Preview {
+        /// The table, as DATABASE.TABLE.
+        #[arg(long)]
+        table: String,
+        /// The principal's role or user ARN.
+        #[arg(long)]
+        principal: String,
+        /// The product's Parquet: a local folder (Hive partitions k=v/) or s3://bucket/prefix.
+        #[arg(long)]
+        data: String,
+        /// Sample rows to show.
+        #[arg(long, default_value_t = lakemesh_syncd::preview::DEFAULT_LIMIT)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prove with Athena, as each principal (its role assumed), that Lake Formation enforces
+    /// the policy: visible columns, no row outside the filter, ungranted tables refused. Exit
+    /// status 0 only when every probe holds.
+    Verify {
+        /// Another policy file than the configuration's.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Only this principal (role ARN).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only this table, as DATABASE.TABLE.
+        #[arg(long)]
+        table: Option<String>,
+        /// Print JSON instead of the matrix.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,7 +88,13 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (settings, policy) = commands::load(&cli.config)?;
+    let (settings, mut policy) = commands::load(&cli.config)?;
+    if let Command::Verify {
+        policy: Some(path), ..
+    } = &cli.command
+    {
+        policy = std::sync::Arc::new(lakemesh_syncd::policy::Policy::load(path)?);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,6 +137,43 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{c}");
                 }
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Preview {
+                table,
+                principal,
+                data,
+                limit,
+                json,
+            } => {
+                let p = commands::preview(&settings, &policy, &sdk, &table, &principal, &data, limit)
+                    .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&p).context("encoding JSON")?);
+                } else {
+                    print!("{}", p.render());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Verify {
+                principal,
+                table,
+                json,
+                ..
+            } => {
+                let report = commands::verify(
+                    settings,
+                    policy,
+                    &sdk,
+                    principal.as_deref(),
+                    table.as_deref(),
+                )
+                .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report).context("encoding JSON")?);
+                } else {
+                    print!("{}", report.render());
+                }
+                Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
             Command::Apply => {
                 let changes = commands::apply(settings, policy, &sdk).await?;

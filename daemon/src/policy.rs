@@ -828,6 +828,134 @@ impl Policy {
     }
 }
 
+/// What one principal may read of one table under the policy, as Lake Formation resolves its
+/// grants: see [`Policy::access`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Access {
+    /// No grant covers the table: Lake Formation refuses it (and hides it).
+    None,
+    /// Grants without SELECT (e.g. DESCRIBE): the table is listed, queries are refused.
+    NoSelect {
+        /// The permissions held.
+        permissions: BTreeSet<String>,
+    },
+    /// SELECT on these columns (data and partition columns alike) of the rows where any of the
+    /// filters holds (`None`: every row).
+    Select {
+        /// The column set.
+        columns: Columns,
+        /// Row filters, OR-ed; `None` when a grant gives every row.
+        rows: Option<Vec<RowFilter>>,
+    },
+}
+
+impl Access {
+    /// The visible columns of a table whose columns are `all` (in table order), in that order.
+    pub fn visible<'a>(&self, all: &'a [String]) -> Vec<&'a str> {
+        match self {
+            Self::Select { columns, .. } => all
+                .iter()
+                .filter(|c| match columns {
+                    Columns::All => true,
+                    Columns::Include(s) => s.contains(*c),
+                    Columns::Exclude(s) => !s.contains(*c),
+                })
+                .map(String::as_str)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The row condition in SQL (the filters OR-ed, each parenthesised), or `None` for all rows.
+    pub fn rows_sql(&self) -> Option<String> {
+        match self {
+            Self::Select {
+                rows: Some(filters),
+                ..
+            } => Some(
+                filters
+                    .iter()
+                    .map(|f| format!("({})", f.text))
+                    .collect::<Vec<_>>()
+                    .join(" OR "),
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("no grant"),
+            Self::NoSelect { permissions } => {
+                write!(f, "{} without SELECT", join(permissions))
+            }
+            Self::Select { columns, .. } => match self.rows_sql() {
+                None => write!(f, "SELECT on {columns}, all rows"),
+                Some(rows) => write!(f, "SELECT on {columns}, rows where {rows}"),
+            },
+        }
+    }
+}
+
+impl Policy {
+    /// What `principal` may read of `table`: every grant of the principal that covers the
+    /// table, combined as Lake Formation combines them (permissions add up; the rows of
+    /// several filters are their union). Several SELECT grants with different column sets
+    /// would make the visible columns depend on the row (cell-level union), which this does
+    /// not model: that is an error naming the grants, not a guess.
+    pub fn access(&self, table: &ManagedTable, principal: &str) -> Result<Access, PolicyError> {
+        let grants: Vec<&Grant> = self
+            .grants
+            .iter()
+            .filter(|g| g.principal == principal && Self::matches(&g.tables, table))
+            .collect();
+        if grants.is_empty() {
+            return Ok(Access::None);
+        }
+        let selects: Vec<&&Grant> = grants
+            .iter()
+            .filter(|g| g.permissions.contains("SELECT"))
+            .collect();
+        let Some(first) = selects.first() else {
+            return Ok(Access::NoSelect {
+                permissions: grants
+                    .iter()
+                    .flat_map(|g| g.permissions.iter().cloned())
+                    .collect(),
+            });
+        };
+        if let Some(other) = selects.iter().find(|g| g.columns != first.columns) {
+            return Err(PolicyError::Grant {
+                index: other.index,
+                principal: principal.to_owned(),
+                table: Some(table.table.to_string()),
+                problem: format!(
+                    "grant #{} gives SELECT on {} and this one on {}: which cells are visible \
+                     would depend on the row (a cell-level union), which lakemesh does not model; \
+                     give both grants one column set",
+                    first.index, first.columns, other.columns
+                ),
+            });
+        }
+        let rows = if selects.iter().any(|g| g.rows.is_none()) {
+            None
+        } else {
+            Some(selects.iter().filter_map(|g| g.rows.clone()).collect())
+        };
+        Ok(Access::Select {
+            columns: first.columns.clone(),
+            rows,
+        })
+    }
+
+    /// The principals the policy names, in order.
+    pub fn principals(&self) -> BTreeSet<&str> {
+        self.grants.iter().map(|g| g.principal.as_str()).collect()
+    }
+}
+
 /// The changes that take `actual` to `desired`, in the order to apply them: filters created
 /// or updated, revokes, grants, then filters deleted, then database-level grants the daemon
 /// does not manage ([`Change::Unmanaged`]). Grants of `ignored` principals are left alone;
@@ -1325,6 +1453,71 @@ permissions = ["DESCRIBE"]
         assert_eq!(pii_tag_value("truncate:5"), Some("truncate"));
         assert_eq!(pii_tag_value("year"), Some("year"));
         assert_eq!(pii_tag_value("keep"), None);
+    }
+
+    #[test]
+    fn access_resolves_grants_per_principal_and_table() {
+        let p = policy(DESIGN).unwrap();
+        let all: Vec<String> = ["patient_id", "birth_year", "region_code", "cost", "year"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let analyst = p.access(&stays(), ANALYST).unwrap();
+        assert_eq!(
+            analyst.visible(&all),
+            ["birth_year", "region_code", "cost", "year"]
+        );
+        assert_eq!(analyst.rows_sql(), None);
+        let agency = p.access(&stays(), AGENCY).unwrap();
+        assert_eq!(agency.visible(&all), ["region_code", "cost", "year"]);
+        assert_eq!(agency.rows_sql().as_deref(), Some("(region_code = '76')"));
+        assert_eq!(
+            agency.to_string(),
+            "SELECT on all columns but birth_year, patient_id, rows where (region_code = '76')"
+        );
+        assert_eq!(
+            p.access(&stays(), "arn:aws:iam::999999999999:role/nobody")
+                .unwrap(),
+            Access::None
+        );
+        // DESCRIBE alone: listed, not readable.
+        let describe = policy(&DESIGN.replace(
+            "permissions = [\"SELECT\", \"DESCRIBE\"]\ncolumns = { exclude = [\"patient_id\"] }",
+            "permissions = [\"DESCRIBE\"]",
+        ))
+        .unwrap();
+        assert!(matches!(
+            describe.access(&stays(), ANALYST).unwrap(),
+            Access::NoSelect { .. }
+        ));
+        // Two filters: their rows add up.
+        let two = format!(
+            "{DESIGN}\n[[grant]]\nprincipal = \"{AGENCY}\"\ntables = {{ domain = \"hospital_activity\" }}\npermissions = [\"SELECT\"]\nrows = \"region_code = '11'\"\ncolumns = {{ exclude = [\"patient_id\", \"birth_year\"] }}\n"
+        );
+        assert_eq!(
+            policy(&two)
+                .unwrap()
+                .access(&stays(), AGENCY)
+                .unwrap()
+                .rows_sql()
+                .as_deref(),
+            Some("(region_code = '76') OR (region_code = '11')")
+        );
+        // Different column sets on two filters: refused, not guessed.
+        let cells = two.replacen(
+            "rows = \"region_code = '11'\"\ncolumns = { exclude = [\"patient_id\", \"birth_year\"] }",
+            "rows = \"region_code = '11'\"\ncolumns = { exclude = [\"patient_id\"] }",
+            1,
+        );
+        let e = policy(&cells)
+            .unwrap()
+            .access(&stays(), AGENCY)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cell-level union") && e.contains("grant #3"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! S3 adapter: reading a claim-check manifest, bounded in size, and listing the keys of an
-//! announced batch (ListBucket: names and sizes, never the data). The daemon reads nothing
-//! else from S3 (crawlers read the data).
+//! S3 adapter: reading a claim-check manifest, bounded in size; listing the keys of an
+//! announced batch (ListBucket: names and sizes, never the data); and, for `preview`, reading
+//! a product's objects. The service itself reads no product data (crawlers do).
 
 use aws_sdk_s3::Client;
 
@@ -71,18 +71,18 @@ impl S3 {
         Ok(bytes.to_vec())
     }
 
-    /// Keys and sizes under `prefix` (every page).
+    /// Keys and sizes under `prefix` (all pages), in the order S3 lists them (lexicographic).
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, u64)>, AwsError> {
         let resource = format!("s3://{bucket}/{prefix}");
         let mut out = Vec::new();
-        let mut token = None;
+        let mut token: Option<String> = None;
         loop {
             let page = self
                 .client
                 .list_objects_v2()
                 .bucket(bucket)
                 .prefix(prefix)
-                .set_continuation_token(token)
+                .set_continuation_token(token.take())
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk(SERVICE, "ListObjectsV2", &resource, e))?;
@@ -91,10 +91,47 @@ impl S3 {
                     out.push((k.to_owned(), o.size().unwrap_or(0).max(0) as u64));
                 }
             }
-            token = page.next_continuation_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return Ok(out),
             }
         }
+    }
+
+    /// Every key under `prefix` (all pages), in the order S3 lists them (lexicographic).
+    pub async fn list_keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, AwsError> {
+        Ok(self
+            .list(bucket, prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// The whole object.
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<bytes::Bytes, AwsError> {
+        let resource = format!("s3://{bucket}/{key}");
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(SERVICE, "GetObject", &resource, e))?;
+        Ok(out
+            .body
+            .collect()
+            .await
+            .map_err(|e| {
+                AwsError::invalid_answer(
+                    SERVICE,
+                    "GetObject",
+                    &resource,
+                    format!("reading the body: {e}"),
+                )
+                .transient()
+            })?
+            .into_bytes())
     }
 }

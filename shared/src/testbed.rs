@@ -18,7 +18,7 @@
 //!   and IAM principals for least-privilege tests ([`Emulator::create_user`],
 //!   [`Emulator::sdk_config_as`], [`Emulator::reset_auth`]);
 //! - moto's state-manager transitions on dedicated emulators ([`Emulator::set_transition`]:
-//!   how fast Glue crawls run).
+//!   how fast Glue crawls run), and its queued Athena results ([`Emulator::queue_athena_results`]).
 //!
 //! Does not own: any AWS behaviour (moto's, or an extension's in `tests/emulator/lakemesh_moto`),
 //! nor the project's adapters under test. Clients are built per test and must not be kept across
@@ -639,6 +639,31 @@ impl Emulator {
         }
         let path = "/moto-api/state-manager/set-transition";
         let body = format!("{{\"model_name\": {model_name:?}, \"transition\": {transition_json}}}");
+        match self.control("POST", path, &body)? {
+            (200 | 201, _) => Ok(()),
+            (status, answer) => Err(TestbedError::Control {
+                endpoint: self.endpoint.clone(),
+                request: format!("POST {path}"),
+                reason: format!("answered {status}: {answer}"),
+            }),
+        }
+    }
+
+    /// Queues Athena query results (`POST /moto-api/static/athena/query-results`): the next
+    /// queries started in `account_id` and `region` take them in order, one each
+    /// (`results_json` is a JSON array of `{"rows": [...], "column_info": [...]}` as moto reads
+    /// them). Queues are per account, so tests on the shared emulator keep apart by using
+    /// accounts of their own.
+    pub fn queue_athena_results(
+        &self,
+        account_id: &str,
+        region: &str,
+        results_json: &str,
+    ) -> Result<(), TestbedError> {
+        let path = "/moto-api/static/athena/query-results";
+        let body = format!(
+            "{{\"account_id\": {account_id:?}, \"region\": {region:?}, \"results\": {results_json}}}"
+        );
         match self.control("POST", path, &body)? {
             (200 | 201, _) => Ok(()),
             (status, answer) => Err(TestbedError::Control {

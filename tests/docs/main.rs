@@ -132,28 +132,33 @@ fn every_agent_key_is_in_the_readme_and_every_documented_key_exists() {
 
 #[test]
 fn every_daemon_key_is_in_the_readme_and_every_documented_key_exists() {
-    let top = expected_keys(&refusal_of::<lakemesh_syncd::config::RawConfig>(
-        "zz_probe = 1\n",
-    ));
-    let producer = expected_keys(&refusal_of::<lakemesh_syncd::config::RawConfig>(
-        "[[producer]]\nzz_probe = 1\n",
-    ));
+    let probe = |text: &str| expected_keys(&refusal_of::<lakemesh_syncd::config::RawConfig>(text));
+    let top = probe("zz_probe = 1\n");
+    let producer = probe("[[producer]]\nzz_probe = 1\n");
+    let verify = probe("[verify]\nzz_probe = 1\n");
     let text = readme();
     let documented = table_keys(section(
         &text,
         "### Configuration (`/etc/lakemesh/syncd.toml`)",
     ));
+    // Sections are documented by their heading row (`[aws]`, `[[producer]]`, `[verify]`).
+    let sections: BTreeSet<String> = documented
+        .iter()
+        .filter(|k| k.starts_with('['))
+        .map(|k| k.trim_matches(|c| c == '[' || c == ']').to_owned())
+        .collect();
     let plain: BTreeSet<String> = top
         .iter()
-        .filter(|k| *k != "aws" && *k != "producer")
+        .filter(|k| !sections.contains(*k))
         .chain(producer.iter())
+        .chain(verify.iter())
         .cloned()
         .collect();
     assert_documented("syncd.toml", &plain, &documented);
     for k in &documented {
         let bare = k.trim_matches(|c| c == '[' || c == ']');
         assert!(
-            top.contains(bare) || producer.contains(bare),
+            top.contains(bare) || producer.contains(bare) || verify.contains(bare),
             "README documents `{k}` for syncd.toml, which the daemon does not accept"
         );
     }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use lakemesh_e2e::mesh::{AGENCY_ROLE, Mesh, MeshOptions, STATISTICS_ROLE, role_arn};
+use lakemesh_e2e::mesh::{AGENCY, AUDITOR, Mesh, MeshOptions, STATISTICS};
 use lakemesh_e2e::report::{FileReport, Report, TableReport};
 use lakemesh_e2e::sibling_binary;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -304,8 +304,6 @@ async fn the_whole_mesh_end_to_end_and_again() {
     );
 
     // -- Governance: per role, tables, columns and rows.
-    let stats = role_arn(STATISTICS_ROLE);
-    let agency = role_arn(AGENCY_ROLE);
     let grants = |principal: &str, table: &str| -> Vec<_> {
         report
             .access
@@ -313,14 +311,14 @@ async fn the_whole_mesh_end_to_end_and_again() {
             .filter(|a| a.principal == principal && a.table == table)
             .collect()
     };
+    let stays = "hospital_activity_chu.hospital_stays";
+    let claims = "insurance_claims_mutuelle.claims";
+    // The statistics department: every row of both, never a personal column.
     for (t, excluded) in [
-        (
-            "hospital_activity_chu.hospital_stays",
-            "all but birth_year, patient_id",
-        ),
-        ("insurance_claims_mutuelle.claims", "all but member_id"),
+        (stays, "all but birth_year, patient_id"),
+        (claims, "all but member_id"),
     ] {
-        let s = grants(&stats, t);
+        let s = grants(STATISTICS, t);
         let select = s
             .iter()
             .find(|a| a.permissions.iter().any(|p| p == "SELECT"))
@@ -332,21 +330,36 @@ async fn the_whole_mesh_end_to_end_and_again() {
                 .any(|a| a.permissions.iter().any(|p| p == "DESCRIBE")),
             "statistics DESCRIBE on {t}"
         );
-        let a = grants(&agency, t);
-        assert_eq!(a.len(), 1, "{a:#?}");
-        assert_eq!(a[0].permissions, ["SELECT"]);
-        assert_eq!(a[0].columns, excluded, "{:#?}", a[0]);
-        assert_eq!(a[0].rows, "region_code = '76'", "{:#?}", a[0]);
-        assert!(
-            a[0].filter.is_some(),
-            "a data cells filter carries the rows"
-        );
     }
+    // The regional agency: region 76's stays only, through a data cells filter; no claims.
+    let a = grants(AGENCY, stays);
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(a[0].permissions, ["SELECT"]);
+    assert_eq!(
+        a[0].columns, "all but birth_year, patient_id",
+        "{:#?}",
+        a[0]
+    );
+    assert_eq!(a[0].rows, "region_code = '76'", "{:#?}", a[0]);
+    assert!(
+        a[0].filter.is_some(),
+        "a data cells filter carries the rows"
+    );
+    assert!(grants(AGENCY, claims).is_empty(), "{:#?}", report.access);
+    // The auditors: the claims without the member number; no hospital data.
+    let a = grants(AUDITOR, claims);
+    let select = a
+        .iter()
+        .find(|a| a.permissions.iter().any(|p| p == "SELECT"))
+        .unwrap_or_else(|| panic!("auditor SELECT on claims: {:#?}", report.access));
+    assert_eq!(select.columns, "all but member_id");
+    assert_eq!(select.rows, "all");
+    assert!(grants(AUDITOR, stays).is_empty(), "{:#?}", report.access);
     assert!(
         report
             .access
             .iter()
-            .all(|a| a.principal == stats || a.principal == agency),
+            .all(|a| [STATISTICS, AGENCY, AUDITOR].contains(&a.principal.as_str())),
         "nobody else holds anything: {:#?}",
         report.access
     );

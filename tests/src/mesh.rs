@@ -25,9 +25,12 @@ use lakemesh_shared::testbed::{
 pub const CRAWLER_ROLE: &str = "lakemesh-crawler";
 /// The role Lake Formation reads registered locations with.
 pub const REGISTRATION_ROLE: &str = "lakemesh-lf-registration";
-/// The principals of `examples/mesh/ministry/policy.toml`.
-pub const STATISTICS_ROLE: &str = "ministry-statistics";
-pub const AGENCY_ROLE: &str = "regional-agency-occitanie";
+/// The principals of `examples/mesh/ministry/policy.toml`, each in its own account (the
+/// ministry's statistics department, the Occitanie regional health agency, the insurers'
+/// auditors).
+pub const STATISTICS: &str = "arn:aws:iam::111122223333:role/ministry-statistics";
+pub const AGENCY: &str = "arn:aws:iam::444455556666:role/regional-agency-occitanie";
+pub const AUDITOR: &str = "arn:aws:iam::777788889999:role/insurance-auditor";
 
 /// The ARN of role `name` in the emulator's account.
 pub fn role_arn(name: &str) -> String {
@@ -186,8 +189,6 @@ impl Mesh {
         for (role, service) in [
             (CRAWLER_ROLE, "glue.amazonaws.com"),
             (REGISTRATION_ROLE, "lakeformation.amazonaws.com"),
-            (STATISTICS_ROLE, "athena.amazonaws.com"),
-            (AGENCY_ROLE, "athena.amazonaws.com"),
         ] {
             let trust = format!(
                 r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Service":"{service}","AWS":"arn:aws:iam::{ACCOUNT_ID}:root"}},"Action":"sts:AssumeRole"}}]}}"#

@@ -253,8 +253,23 @@ impl Report {
             }
         }
         let mut access = Vec::new();
-        for role in [crate::mesh::STATISTICS_ROLE, crate::mesh::AGENCY_ROLE] {
-            let principal = crate::mesh::role_arn(role);
+        let daemon_roles = [
+            crate::mesh::role_arn(crate::mesh::CRAWLER_ROLE),
+            crate::mesh::role_arn(crate::mesh::REGISTRATION_ROLE),
+            "IAM_ALLOWED_PRINCIPALS".to_owned(),
+        ];
+        let mut principals: Vec<String> = listed
+            .iter()
+            .filter_map(|p| {
+                p.principal()
+                    .and_then(|x| x.data_lake_principal_identifier())
+            })
+            .filter(|p| !daemon_roles.iter().any(|d| d == p))
+            .map(str::to_owned)
+            .collect();
+        principals.sort();
+        principals.dedup();
+        for principal in principals {
             for p in &listed {
                 if p.principal()
                     .and_then(|x| x.data_lake_principal_identifier())

@@ -10,5 +10,7 @@ mod direct;
 mod forged;
 mod intake;
 mod policy;
+mod preview;
 mod schema;
 mod support;
+mod verify;
