@@ -81,7 +81,10 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lakemesh-syncd: {e:#}");
+            eprintln!(
+                "lakemesh-syncd: {}",
+                lakemesh_shared::error_chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
@@ -104,7 +107,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::CheckConfig => {
                 for line in commands::check_config(&settings, &policy, &sdk).await? {
-                    println!("{line}");
+                    lakemesh_shared::outln!("{line}");
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -131,10 +134,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Plan => {
                 let changes = commands::plan(settings, policy, &sdk).await?;
                 if !changes.iter().any(Change::is_applied) {
-                    println!("no changes: Lake Formation holds what the policy says");
+                    lakemesh_shared::outln!("no changes: Lake Formation holds what the policy says");
                 }
                 for c in &changes {
-                    println!("{c}");
+                    lakemesh_shared::outln!("{c}");
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -148,9 +151,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let p = commands::preview(&settings, &policy, &sdk, &table, &principal, &data, limit)
                     .await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&p).context("encoding JSON")?);
+                    lakemesh_shared::outln!("{}", serde_json::to_string_pretty(&p).context("encoding JSON")?);
                 } else {
-                    print!("{}", p.render());
+                    lakemesh_shared::out!("{}", p.render());
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -169,20 +172,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&report).context("encoding JSON")?);
+                    lakemesh_shared::outln!("{}", serde_json::to_string_pretty(&report).context("encoding JSON")?);
                 } else {
-                    print!("{}", report.render());
+                    lakemesh_shared::out!("{}", report.render());
                 }
                 Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
             Command::Apply => {
                 let changes = commands::apply(settings, policy, &sdk).await?;
-                println!(
+                lakemesh_shared::outln!(
                     "{} changes applied",
                     changes.iter().filter(|c| c.is_applied()).count()
                 );
                 for c in &changes {
-                    println!("{c}");
+                    lakemesh_shared::outln!("{c}");
                 }
                 Ok(ExitCode::SUCCESS)
             }

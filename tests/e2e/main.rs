@@ -105,7 +105,11 @@ async fn run_once(work_dir: &Path) -> (Mesh, Report) {
         plan.contains("no changes"),
         "after a sync, Lake Formation holds the policy; plan says:\n{plan}"
     );
-    let report = Report::collect(&mesh).await.expect("read the mesh back");
+    let mut report = Report::collect(&mesh).await.expect("read the mesh back");
+    report
+        .check_access(&mesh)
+        .await
+        .expect("preview and verify");
     (mesh, report)
 }
 
@@ -365,6 +369,54 @@ async fn the_whole_mesh_end_to_end_and_again() {
     );
     assert_eq!(report.queue_waiting, 0, "the daemon drained the queue");
     assert_eq!(report.dead_letters, 0, "no announcement was dead-lettered");
+
+    // -- preview: the policy enforced locally on the Parquet in S3.
+    let preview = |principal: &str, table: &str| {
+        report
+            .previews
+            .iter()
+            .find(|p| p.principal == principal && p.table == table)
+            .unwrap_or_else(|| panic!("no preview of {table} for {principal}"))
+    };
+    let p = preview(STATISTICS, stays);
+    assert_eq!((p.rows_visible, p.rows_total), (Some(2300), Some(2300)));
+    assert_eq!(p.hidden_columns, ["patient_id", "birth_year"]);
+    let p = preview(AGENCY, stays);
+    let (seen, total) = (p.rows_visible.unwrap(), p.rows_total.unwrap());
+    assert!(seen > 0 && seen < total, "{p:?}");
+    assert_eq!(p.hidden_columns, ["patient_id", "birth_year"]);
+    assert_eq!(p.row_filter.as_deref(), Some("(region_code = '76')"));
+    assert!(preview(AGENCY, claims).refused.is_some());
+    assert!(preview(AUDITOR, stays).refused.is_some());
+    assert_eq!(preview(AUDITOR, claims).hidden_columns, ["member_id"]);
+    // Region 76's share of the stays, counted from the objects themselves.
+    let mut in_76 = 0;
+    for f in ["SEJOURS_2024_T1.csv", "SEJOURS_2024_T2.csv"] {
+        for key in &file(&report, f).objects {
+            for row in parquet_rows(&mesh, "chu-lyon-datamesh", key).await {
+                in_76 += u64::from(value(&row, "region_code") == &Field::Str("76".into()));
+            }
+        }
+    }
+    assert_eq!(seen, in_76, "the agency sees exactly region 76's stays");
+
+    // -- verify: every column and row probe holds against what Lake Formation holds; the
+    // refusal probes fail on the emulator, which does not enforce Lake Formation.
+    assert_eq!(report.probes.len(), 7, "{:#?}", report.probes);
+    for p in &report.probes {
+        if p.probe == "refused" {
+            assert_eq!(p.status, "fail", "{p:?}");
+            assert!(p.detail.contains("readable"), "{p:?}");
+        } else {
+            assert_eq!(p.status, "pass", "{p:?}");
+        }
+    }
+    assert!(
+        report
+            .probes
+            .iter()
+            .any(|p| p.principal == AGENCY && p.probe == "rows" && p.table == stays)
+    );
 
     // The readable rendering names all of it.
     let text = report.render();

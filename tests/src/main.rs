@@ -91,7 +91,11 @@ async fn run() -> Result<()> {
             format!("\n{plan}")
         }
     );
-    let report = Report::collect(&mesh).await?;
+    let mut report = Report::collect(&mesh).await?;
+    eprintln!(
+        "== lakemesh-syncd preview (each role, each table) and verify (Athena probes as each role)"
+    );
+    report.check_access(&mesh).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -32,6 +32,13 @@ pub const STATISTICS: &str = "arn:aws:iam::111122223333:role/ministry-statistics
 pub const AGENCY: &str = "arn:aws:iam::444455556666:role/regional-agency-occitanie";
 pub const AUDITOR: &str = "arn:aws:iam::777788889999:role/insurance-auditor";
 
+/// Every principal of the policy.
+pub const PRINCIPALS: [&str; 3] = [STATISTICS, AGENCY, AUDITOR];
+/// The Athena workgroup `verify` probes in (one per principal's account).
+pub const WORKGROUP: &str = "lakemesh-verify";
+/// The bucket of the probes' results.
+pub const RESULTS_BUCKET: &str = "ministry-athena-results";
+
 /// The ARN of role `name` in the emulator's account.
 pub fn role_arn(name: &str) -> String {
     format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}")
@@ -201,6 +208,11 @@ impl Mesh {
                 .with_context(|| format!("create role {role}"))?;
         }
 
+        emulator
+            .create_bucket(RESULTS_BUCKET)
+            .await
+            .context("create the Athena results bucket")?;
+
         // Producers: a bucket, a site folder, an agent configuration each.
         let endpoint = emulator.endpoint().to_owned();
         let mut sites = Vec::new();
@@ -292,12 +304,22 @@ crawler_poll_secs = 1
 retry_limit_secs = 20
 visibility_timeout_secs = 120
 
+# verify runs Athena probes as each principal; the emulator answers what Mesh::queue_answers
+# queued (it neither runs queries nor enforces Lake Formation).
+[verify]
+workgroup = "{workgroup}"
+output_location = "s3://{results}/verify/"
+propagation_timeout_secs = 2
+poll_interval_ms = 100
+
 [aws]
 region = "{region}"
 endpoint_url = "{endpoint}"
 force_path_style = true
 "#,
             policy = policy.display(),
+            workgroup = WORKGROUP,
+            results = RESULTS_BUCKET,
             crawler = role_arn(CRAWLER_ROLE),
             registration = role_arn(REGISTRATION_ROLE),
             region = lakemesh_shared::testbed::REGION,
@@ -444,6 +466,215 @@ domains = ["{domain}"]
             );
         }
         Ok(log)
+    }
+
+    /// `lakemesh-syncd preview --json` of `table` for `principal` on the product's objects in
+    /// S3: `Ok(json)`, or `Err(message)` when the policy gives it no access.
+    pub fn preview(
+        &self,
+        table: &str,
+        principal: &str,
+        data: &str,
+    ) -> Result<std::result::Result<serde_json::Value, String>> {
+        let dir = self.syncd_config.parent().unwrap_or(Path::new("."));
+        let out = self
+            .command(&self.opts.syncd_bin, dir)
+            .arg("--config")
+            .arg(&self.syncd_config)
+            .args([
+                "preview",
+                "--table",
+                table,
+                "--principal",
+                principal,
+                "--data",
+                data,
+                "--limit",
+                "3",
+                "--json",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {} preview", self.opts.syncd_bin.display()))?;
+        if out.status.success() {
+            return Ok(Ok(
+                serde_json::from_slice(&out.stdout).context("lakemesh-syncd preview --json")?
+            ));
+        }
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        if out.status.code() == Some(1) && err.contains("no grant") {
+            return Ok(Err(err));
+        }
+        bail!("lakemesh-syncd preview: {}\n{err}", out.status)
+    }
+
+    /// Prepares the emulator for `verify`: the workgroup in each principal's account (moto
+    /// switches account on AssumeRole), and, in the order verify probes, the answers Lake
+    /// Formation would give *as it holds the grants now* (read back in `access`): the columns
+    /// its grants let through, and no row outside the filter when it holds the policy's data
+    /// cells filter (else every row the filter should have hidden). Refusal probes get no
+    /// answer: the emulator does not enforce Lake Formation, so they read the table and fail.
+    pub async fn queue_verify_answers(
+        &self,
+        access: &[crate::report::AccessReport],
+        rows_hidden: &dyn Fn(&str, &str) -> u64,
+    ) -> Result<usize> {
+        let sdk = self.emulator.sdk_config().await;
+        let (settings, policy) = lakemesh_syncd::commands::load(&self.syncd_config)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let clients =
+            lakemesh_syncd::consume::Clients::new(&sdk, &settings.aws, &settings.queue_url);
+        let daemon =
+            lakemesh_syncd::consume::Daemon::new(settings, std::sync::Arc::clone(&policy), clients);
+        let tables = daemon
+            .governor()
+            .managed_tables(None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (probes, _) = lakemesh_syncd::verify::plan(&policy, &tables, None, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sts = aws_sdk_sts::Client::new(&sdk);
+        let mut by_account: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for principal in PRINCIPALS {
+            let c = sts
+                .assume_role()
+                .role_arn(principal)
+                .role_session_name("lakemesh-mesh-setup")
+                .send()
+                .await
+                .with_context(|| format!("AssumeRole {principal}"))?
+                .credentials
+                .context("AssumeRole: no credentials")?;
+            let creds = aws_sdk_athena::config::Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_owned()),
+                None,
+                "lakemesh-mesh",
+            );
+            let athena = aws_sdk_athena::Client::from_conf(
+                aws_sdk_athena::config::Builder::from(&sdk)
+                    .credentials_provider(creds)
+                    .build(),
+            );
+            let exists = athena
+                .get_work_group()
+                .work_group(WORKGROUP)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.work_group)
+                .is_some();
+            if !exists {
+                athena
+                    .create_work_group()
+                    .name(WORKGROUP)
+                    .send()
+                    .await
+                    .with_context(|| format!("CreateWorkGroup as {principal}"))?;
+            }
+        }
+        let answer = |columns: &[String], rows: &[Vec<String>]| {
+            let cell = |v: &str| serde_json::json!({ "VarCharValue": v });
+            let mut data = vec![
+                serde_json::json!({ "Data": columns.iter().map(|c| cell(c)).collect::<Vec<_>>() }),
+            ];
+            data.extend(rows.iter().map(
+                |r| serde_json::json!({ "Data": r.iter().map(|v| cell(v)).collect::<Vec<_>>() }),
+            ));
+            serde_json::json!({
+                "rows": data,
+                "column_info": columns.iter().map(|c| serde_json::json!({"Name": c, "Label": c, "Type": "varchar"})).collect::<Vec<_>>(),
+            })
+            .to_string()
+        };
+        let mut queued = 0;
+        for probe in &probes {
+            let table = probe.table.to_string();
+            let held = access.iter().find(|a| {
+                a.principal == probe.principal
+                    && a.table == table
+                    && a.permissions.iter().any(|p| p == "SELECT")
+            });
+            let Some(held) = held else { continue };
+            let Some(t) = tables.iter().find(|t| t.table == probe.table) else {
+                continue;
+            };
+            let all: Vec<String> = t.columns.keys().cloned().collect();
+            let text = match probe.kind {
+                lakemesh_syncd::verify::ProbeKind::Columns => {
+                    let visible: Vec<String> =
+                        if let Some(only) = held.columns.strip_prefix("only ") {
+                            only.split(", ").map(str::to_owned).collect()
+                        } else {
+                            let hidden: Vec<&str> = held
+                                .columns
+                                .strip_prefix("all but ")
+                                .map(|x| x.split(", ").collect())
+                                .unwrap_or_default();
+                            all.iter()
+                                .filter(|c| !hidden.contains(&c.as_str()))
+                                .cloned()
+                                .collect()
+                        };
+                    answer(&visible, &[])
+                }
+                lakemesh_syncd::verify::ProbeKind::Rows => {
+                    let want = match &probe.expect {
+                        lakemesh_syncd::verify::Expect::Rows(c) => {
+                            c.trim_matches(|c| c == '(' || c == ')').to_owned()
+                        }
+                        _ => String::new(),
+                    };
+                    let outside = if held.rows == want {
+                        0
+                    } else {
+                        rows_hidden(&probe.principal, &table)
+                    };
+                    answer(&["_col0".to_owned()], &[vec![outside.to_string()]])
+                }
+                lakemesh_syncd::verify::ProbeKind::Refused => continue,
+            };
+            let account = probe
+                .principal
+                .split(':')
+                .nth(4)
+                .unwrap_or_default()
+                .to_owned();
+            by_account.entry(account).or_default().push(text);
+            queued += 1;
+        }
+        for (account, results) in by_account {
+            self.emulator
+                .queue_athena_results(
+                    &account,
+                    lakemesh_shared::testbed::REGION,
+                    &format!("[{}]", results.join(",")),
+                )
+                .with_context(|| format!("queue Athena answers for account {account}"))?;
+        }
+        Ok(queued)
+    }
+
+    /// `lakemesh-syncd verify --json`: the report (its exit code is in `ok`).
+    pub fn verify(&self) -> Result<serde_json::Value> {
+        let dir = self.syncd_config.parent().unwrap_or(Path::new("."));
+        let out = self
+            .command(&self.opts.syncd_bin, dir)
+            .arg("--config")
+            .arg(&self.syncd_config)
+            .args(["verify", "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("run {} verify", self.opts.syncd_bin.display()))?;
+        std::fs::write(dir.join("verify.log"), &out.stderr)?;
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "lakemesh-syncd verify: {}\n{}",
+                out.status,
+                tail(&String::from_utf8_lossy(&out.stderr), 20)
+            )
+        })
     }
 
     /// `lakemesh-syncd plan`: what apply would still change (nothing, after a sync).
