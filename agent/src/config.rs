@@ -583,4 +583,22 @@ columns = [
         );
         assert_eq!(c.aws.region.as_deref(), Some("eu-west-3"));
     }
+
+    /// The packaged default (`packaging/config/agent.toml`, a conffile) refuses to start until
+    /// its placeholders are replaced, naming the key to edit; once they are, it loads.
+    #[test]
+    fn the_packaged_default_refuses_to_start_until_edited() {
+        const PACKAGED: &str = include_str!("../../packaging/config/agent.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, PACKAGED).unwrap();
+        match AgentConfig::load(&path) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "producer_id"),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, PACKAGED.replace("CHANGE-ME", "chu-lyon")).unwrap();
+        let cfg = AgentConfig::load(&path).unwrap();
+        assert_eq!(cfg.producer_id, "chu-lyon");
+        assert!(cfg.products.is_empty());
+    }
 }

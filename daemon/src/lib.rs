@@ -9,8 +9,8 @@
 //! [`catalog`] (Glue databases, crawlers, coalesced crawls, direct tables), [`govern`] (Lake
 //! Formation registration, grants, plan/apply), [`policy`] (the policy file, normal forms,
 //! diff), [`lint`] (row filters parsed and checked); the AWS adapters [`sqs`], [`s3`], [`glue`],
-//! [`lakeformation`] with their error type [`aws_error`]; [`backoff`] (the outer retry layer);
-//! [`commands`] (what the binary's subcommands do).
+//! [`lakeformation`] with their error type [`aws_error`]; [`backoff`] (the outer retry layer); [`state`] (what was handled) and [`status`] (the report of `status`);
+//! [`commands`] (what the binary's subcommands do, `status` among them).
 //!
 //! Does not own: the announcement contract and name rules (`lakemesh_shared`), Athena
 //! verification (later), anything on the producer side.
@@ -28,4 +28,6 @@ pub mod lint;
 pub mod policy;
 pub mod s3;
 pub mod sqs;
+pub mod state;
+pub mod status;
 pub mod validate;

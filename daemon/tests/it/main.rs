@@ -2,7 +2,8 @@
 //! extensions, started by `lakemesh_shared::testbed`): announcements to Glue databases,
 //! crawlers, tables and Lake Formation grants; policy plan/apply; coalesced crawls; forged
 //! announcements; the dead-letter queue, visibility and shutdown; two daemons on one queue; the
-//! binary's subcommands.
+//! binary's subcommands; the state store and `status`; the service under systemd (sd_notify,
+//! policy reloads, the unit).
 
 mod cli;
 mod crawl;
@@ -10,4 +11,6 @@ mod direct;
 mod forged;
 mod intake;
 mod policy;
+mod status;
 mod support;
+mod systemd;
