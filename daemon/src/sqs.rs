@@ -1,6 +1,5 @@
 //! SQS adapter: receiving announcements (long polling, message and system attributes),
-//! extending and resetting their visibility, deleting them, reading queue attributes, finding a
-//! queue's URL from its ARN.
+//! extending and resetting their visibility, deleting them, reading queue attributes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -141,30 +140,6 @@ impl Sqs {
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "DeleteMessage", &self.queue_url, e))?;
         Ok(())
-    }
-
-    /// The URL of the queue `arn:aws:sqs:REGION:ACCOUNT:NAME` (GetQueueUrl).
-    pub async fn queue_url_of_arn(&self, arn: &str) -> Result<String, AwsError> {
-        let parts: Vec<&str> = arn.splitn(6, ':').collect();
-        let [_, _, _, _, account, name] = parts.as_slice() else {
-            return Err(AwsError::invalid_answer(
-                SERVICE,
-                "GetQueueUrl",
-                arn,
-                "not a queue ARN",
-            ));
-        };
-        let out = self
-            .client
-            .get_queue_url()
-            .queue_name(*name)
-            .queue_owner_aws_account_id(*account)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(SERVICE, "GetQueueUrl", arn, e))?;
-        out.queue_url()
-            .map(str::to_owned)
-            .ok_or_else(|| AwsError::invalid_answer(SERVICE, "GetQueueUrl", arn, "no QueueUrl"))
     }
 
     /// Every attribute of the queue at `url` (`QueueArn`, `RedrivePolicy`, …) by name.

@@ -30,7 +30,8 @@ pub struct Status {
     pub state_present: bool,
     /// The announcements queue.
     pub queue: QueueStatus,
-    /// Its dead-letter queue (from `dead_letter_queue_url`, else the queue's redrive policy).
+    /// Its dead-letter queue (`dead_letter_queue_url`, else the target of the queue's redrive
+    /// policy).
     pub dead_letter_queue: QueueStatus,
     /// Announcements recorded, by outcome.
     pub announcements: Counts,
@@ -117,10 +118,10 @@ pub async fn gather(settings: &Settings, sqs: &Sqs, failures: usize) -> Result<S
     let (queue, redrive_target) = queue_status(sqs, &settings.queue_url).await;
     let dead_letter_queue = match (&settings.dead_letter_queue_url, redrive_target) {
         (Some(url), _) => queue_status(sqs, url).await.0,
-        (None, Some(arn)) => match within(sqs.queue_url_of_arn(&arn)).await {
-            Ok(url) => queue_status(sqs, &url).await.0,
-            Err(error) => QueueStatus {
-                error: Some(format!("{arn}: {error}")),
+        (None, Some(arn)) => match sibling_queue_url(&settings.queue_url, &arn) {
+            Some(url) => queue_status(sqs, &url).await.0,
+            None => QueueStatus {
+                error: Some(format!("{arn}: not a queue ARN")),
                 ..QueueStatus::default()
             },
         },
@@ -186,6 +187,15 @@ pub async fn gather(settings: &Settings, sqs: &Sqs, failures: usize) -> Result<S
         recent_failures: summary.recent_failures,
         policy,
     })
+}
+
+/// The URL of the dead-letter queue `arn:…:sqs:REGION:ACCOUNT:NAME` beside `queue_url`: SQS
+/// requires a dead-letter queue in the queue's account and region, so only the name differs
+/// (and no GetQueueUrl permission is needed).
+fn sibling_queue_url(queue_url: &str, arn: &str) -> Option<String> {
+    let name = arn.rsplit(':').next().filter(|n| !n.is_empty())?;
+    let (base, _) = queue_url.trim_end_matches('/').rsplit_once('/')?;
+    Some(format!("{base}/{name}"))
 }
 
 async fn within<T, E: fmt::Display>(
@@ -331,5 +341,23 @@ impl fmt::Display for Status {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dead_letter_queue_lives_beside_the_queue() {
+        assert_eq!(
+            sibling_queue_url(
+                "https://sqs.eu-west-3.amazonaws.com/999988887777/lakemesh-announcements",
+                "arn:aws:sqs:eu-west-3:999988887777:lakemesh-announcements-dlq"
+            )
+            .as_deref(),
+            Some("https://sqs.eu-west-3.amazonaws.com/999988887777/lakemesh-announcements-dlq")
+        );
+        assert_eq!(sibling_queue_url("https://sqs/x", "arn:aws:sqs:r:1:"), None);
     }
 }

@@ -10,6 +10,7 @@ mod crawl;
 mod direct;
 mod forged;
 mod intake;
+mod least_privilege;
 mod policy;
 mod status;
 mod support;

@@ -117,7 +117,7 @@ async fn status_reports_what_the_service_handled_the_queues_and_the_policy() {
         "announcements  1 accepted, 1 rejected, 0 failed",
         &format!("queue          {}: 0 waiting", w.queue_url),
         &format!("dead letters   {}: 1 waiting", w.dlq_url),
-        &format!("last success   "),
+        "last success   ",
         &format!("announcement {} of {}", a.announcement_id, w.producer),
         "differs from the one last applied",
         "recent failures (newest first):",
