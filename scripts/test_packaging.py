@@ -211,6 +211,9 @@ class DebPackages(unittest.TestCase):
                     **{c: "-rw-r--r--" for c in p["conffiles"]},
                     **{f"/usr/share/doc/{name}/{d}": "-rw-r--r--" for d in p["docs"]},
                 }
+                docs = {f for f, (mode, _) in entries.items() if f.startswith(f"/usr/share/doc/{name}/") and not mode.startswith("d")}
+                want_docs = {f"/usr/share/doc/{name}/{d}" for d in p["docs"]} | {f"/usr/share/doc/{name}/copyright"}
+                self.assertEqual(docs, want_docs)
                 for path, mode in want.items():
                     self.assertIn(path, entries, f"{name}: {path} missing: {sorted(entries)}")
                     got_mode, owner = entries[path]
@@ -349,9 +352,17 @@ class RpmPackages(unittest.TestCase):
         for name, p in PACKAGES.items():
             with self.subTest(name):
                 (rpm,) = [r for r in rpms if r.name.startswith(f"{name}-")]
-                files = run("rpm", "-qlp", rpm).stdout.split()
-                self.assertIn(f"/usr/bin/{name}", files)
-                self.assertIn(f"/usr/lib/systemd/system/{p['unit']}", files)
+                files = set(run("rpm", "-qlp", rpm).stdout.split())
+                want = {
+                    f"/usr/bin/{name}",
+                    f"/usr/lib/systemd/system/{p['unit']}",
+                    f"/usr/lib/sysusers.d/{p['sysusers']}",
+                    f"/usr/lib/tmpfiles.d/{p['tmpfiles']}",
+                    *p["conffiles"],
+                    *(f"/usr/share/doc/{name}/{d}" for d in p["docs"]),
+                }
+                self.assertEqual(files, want)
+                self.assertIn("systemd", run("rpm", "-qpR", rpm).stdout.split())
                 configs = run("rpm", "-qcp", rpm).stdout.split()
                 self.assertEqual(sorted(configs), sorted(p["conffiles"]))
                 scripts = run("rpm", "-qp", "--scripts", rpm).stdout

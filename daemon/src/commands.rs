@@ -203,7 +203,7 @@ pub async fn serve(
                     ),
                     Err(e) => log::error!("SIGHUP: {e}; keeping the running policy"),
                 }
-                lakemesh_shared::lifecycle::ready("policy reloaded; consuming");
+                lakemesh_shared::lifecycle::ready(&daemon.status_line());
             }
         })
     };

@@ -268,7 +268,7 @@ impl Daemon {
     }
 
     /// The one-line status for `systemctl status`.
-    fn status_line(&self) -> String {
+    pub fn status_line(&self) -> String {
         let r = self
             .report
             .lock()

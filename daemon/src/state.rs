@@ -184,11 +184,11 @@ pub struct PolicyRun {
 /// What `status` shows from the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
-    /// Announcements accepted (among the recorded ones).
+    /// Messages accepted (among the recorded ones; a message received again counts once).
     pub accepted: u64,
-    /// Announcements rejected.
+    /// Messages rejected (a poison message is rejected at each receive, counted once).
     pub rejected: u64,
-    /// Announcements whose work failed.
+    /// Messages whose work failed at least once (also counted as accepted if a retry succeeded).
     pub failed: u64,
     /// The last accepted announcement.
     pub last_success: Option<AnnouncementRecord>,
@@ -406,7 +406,7 @@ impl StateStore {
         self.with("read the summary", |c| {
             let mut s = Summary::default();
             let mut counts =
-                c.prepare("SELECT outcome, count(*) FROM announcements GROUP BY outcome")?;
+                c.prepare("SELECT outcome, count(DISTINCT message_id) FROM announcements GROUP BY outcome")?;
             let rows = counts.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             for row in rows {
                 let (outcome, n) = row?;
@@ -532,6 +532,17 @@ mod tests {
                 Some("crawl failed"),
             )
             .unwrap();
+        // the same poison message received again: one more event, not one more message
+        store
+            .record_announcement(
+                "m2",
+                Some("chu"),
+                None,
+                Some("b2"),
+                Outcome::Rejected,
+                Some("bad sender"),
+            )
+            .unwrap();
         store
             .record_policy_run(RunKind::Apply, "aa", Some(3), None)
             .unwrap();
@@ -542,7 +553,7 @@ mod tests {
         assert_eq!((s.accepted, s.rejected, s.failed), (1, 1, 1));
         assert_eq!(s.last_success.unwrap().batch_id.as_deref(), Some("b1"));
         assert_eq!(s.recent_failures.len(), 1);
-        assert_eq!(s.recent_failures[0].message_id, "m3");
+        assert_eq!(s.recent_failures[0].message_id, "m2");
         assert_eq!(s.last_apply.unwrap().policy_sha256, "aa");
         assert_eq!(
             s.last_policy_error.unwrap().error.as_deref(),
@@ -555,7 +566,7 @@ mod tests {
                 .iter()
                 .map(|r| r.message_id.as_str())
                 .collect::<Vec<_>>(),
-            ["m3", "m2"]
+            ["m2", "m3", "m2"]
         );
         assert!(
             s.recent_failures[0].at.ends_with('Z'),

@@ -62,7 +62,7 @@ pub struct QueueStatus {
     pub error: Option<String>,
 }
 
-/// Announcements by outcome.
+/// Messages by outcome (each message counted once per outcome, however often received).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Counts {
     /// Accepted (cataloged and governed).
