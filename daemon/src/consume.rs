@@ -338,7 +338,9 @@ impl Daemon {
                         "queue={}: not reachable ({e}); trying again in {wait:?}",
                         sqs.url()
                     );
-                    lifecycle::status(&format!("waiting for the queue {}: {e}", sqs.url()));
+                    // systemctl shows one line: the start of the error is enough there
+                    let why: String = e.to_string().chars().take(160).collect();
+                    lifecycle::status(&format!("waiting for the queue {}: {why}", sqs.url()));
                     let stopped = pinging(&mut ticks, async {
                         tokio::select! {
                             () = tokio::time::sleep(wait) => false,

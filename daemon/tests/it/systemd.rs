@@ -1,5 +1,6 @@
 //! The daemon under systemd: the sd_notify protocol of a `Type=notify` service (READY once the
-//! queue answered, STATUS lines, WATCHDOG pings from the intake loop at half `WatchdogSec`,
+//! queue answered, STATUS lines, WATCHDOG pings from the intake loop at half `WatchdogSec` (none
+//! when `$WATCHDOG_PID` names another process),
 //! RELOADING then READY on SIGHUP with the policy re-read and re-linted, the old one kept when
 //! the new one is invalid, STOPPING on SIGTERM), spoken to a test socket as systemd's
 //! `$NOTIFY_SOCKET` (systemd is not PID 1 here); `check-config --offline`; and the shipped unit
@@ -210,6 +211,35 @@ async fn the_service_tells_systemd_when_it_is_ready_alive_reloading_and_stopping
             .is_some_and(|e| e.contains("function lower")),
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn a_watchdog_meant_for_another_process_is_not_pinged() {
+    // systemd sets WATCHDOG_PID to the main process: anyone else must stay silent
+    let e = Emulator::shared().expect("emulator");
+    let w = World::new(e, 2).await;
+    w.write_policy(DESIGN_POLICY);
+    let sock_path = w.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind");
+    let mut d = Daemon::start(
+        &w,
+        &["run"],
+        &[
+            ("NOTIFY_SOCKET", sock_path.display().to_string()),
+            ("WATCHDOG_USEC", "200000".into()),
+            ("WATCHDOG_PID", "1".into()),
+        ],
+    );
+    let got = receive_until(&sock, Duration::from_secs(60), |m| m.contains("READY=1"));
+    assert!(
+        got.iter().any(|m| m.contains("READY=1")),
+        "{got:?}\n{}",
+        d.log()
+    );
+    let got = receive_until(&sock, Duration::from_secs(2), |_| false);
+    assert!(!got.iter().any(|m| m.contains("WATCHDOG=1")), "{got:?}");
+    d.signal("-TERM");
+    assert!(d.wait(Duration::from_secs(60)).success(), "{}", d.log());
 }
 
 #[tokio::test]
