@@ -36,7 +36,8 @@ def run(*args, **kw):
 class CloudFormation(unittest.TestCase):
     def lint(self, path):
         self.assertTrue(CFN_LINT.exists(), f"{CFN_LINT}: cfn-lint missing from the test venv")
-        return run(CFN_LINT, "--format", "parseable", path)
+        # informational checks too (stateful resources with explicit deletion policies, ...)
+        return run(CFN_LINT, "--format", "parseable", "--include-checks", "I", "--", path)
 
     def test_templates_pass_cfn_lint(self):
         for name in ["producer.yaml", "central.yaml"]:
