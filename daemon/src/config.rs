@@ -848,4 +848,67 @@ domains = ["hospital_activity"]
         let partly = PACKAGED.replacen("CHANGE-ME", "999988887777", 1);
         assert_eq!(key_of(&partly), "crawler_role_arn");
     }
+
+    /// The keys serde knows for `T`, from its `deny_unknown_fields` error.
+    fn keys_of<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> Vec<String> {
+        let e = toml::from_str::<T>("zz_not_a_key = 1")
+            .unwrap_err()
+            .to_string();
+        let list = e
+            .split_once("expected one of ")
+            .unwrap_or_else(|| panic!("{e}"))
+            .1;
+        list.split(", ")
+            .map(|k| k.trim().trim_matches('`').to_owned())
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+
+    /// The configuration reference is kept in step with the structs: every key is in the
+    /// README's table and in the packaged default configuration.
+    #[test]
+    fn every_key_is_documented_and_in_the_packaged_default() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("### Configuration (`/etc/lakemesh/syncd.toml`)")
+            .expect("section");
+        let end = start
+            + readme[start..]
+                .find("### Policy file")
+                .expect("next section");
+        let table = &readme[start..end];
+        let packaged = include_str!("../../packaging/config/syncd.toml");
+        let top = keys_of::<RawConfig>();
+        assert!(
+            top.len() > 10 && top.contains(&"state_dir".to_owned()),
+            "{top:?}"
+        );
+        for k in &top {
+            // a key, a `[section]` or an array of `[[tables]]`
+            let docs = [
+                format!("| `{k}` |"),
+                format!("`[{k}]`"),
+                format!("`[[{k}]]`"),
+            ];
+            let tomls = [format!("{k} ="), format!("[{k}]"), format!("[[{k}]]")];
+            assert!(
+                docs.iter().any(|d| table.contains(d)),
+                "README syncd table lacks {k}"
+            );
+            assert!(
+                tomls.iter().any(|t| packaged.contains(t)),
+                "packaging/config/syncd.toml lacks {k}"
+            );
+        }
+        for key in keys_of::<RawProducer>() {
+            assert!(
+                table.contains(&format!("`{key}`")),
+                "README lacks producer key {key}"
+            );
+            assert!(
+                packaged.contains(&format!("# {key} =")),
+                "packaging/config/syncd.toml's producer example lacks {key}"
+            );
+        }
+    }
 }
