@@ -1,12 +1,14 @@
-//! The subcommands behind `main.rs`: `check-config` (parse, validate, lint the policy, and a
-//! cheap reachability check of SQS, Glue and Lake Formation), `run` (the service or `--once`),
-//! `plan`, `apply`, `preview` and `verify`. Each returns what to print; `main` prints and picks
-//! the exit code.
+//! The subcommands behind `main.rs`: `check-config` (parse, validate, lint the policy, and
+//! unless `--offline` a cheap reachability check of SQS, Glue and Lake Formation), `run` (the
+//! service, with policy reloads, or `--once`), `plan`, `apply` (both recorded in the state
+//! store), `status`, `preview` and `verify`. Each returns what to print; `main` prints and
+//! picks the exit code.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use lakemesh_shared::aws::SdkConfig;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws_error::AwsError;
@@ -16,6 +18,7 @@ use crate::govern::GovernError;
 use crate::policy::{Change, Policy, PolicyError};
 use crate::preview::{DataSource, Preview, PreviewError};
 use crate::sqs::redrive;
+use crate::state::{RunKind, StateError, StateStore};
 
 /// Why a command failed (large errors boxed: this travels up to `main`).
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,9 @@ pub enum CommandError {
     /// The intake.
     #[error(transparent)]
     Consume(Box<ConsumeError>),
+    /// The state store.
+    #[error(transparent)]
+    State(Box<StateError>),
     /// A reachability check found a problem.
     #[error("{0}")]
     Check(String),
@@ -66,7 +72,8 @@ boxed_from!(
     Govern(GovernError),
     Consume(ConsumeError),
     Preview(PreviewError),
-    Verify(crate::verify::VerifyError)
+    Verify(crate::verify::VerifyError),
+    State(StateError)
 );
 
 /// Loads the configuration and its policy.
@@ -77,12 +84,12 @@ pub fn load(path: &Path) -> Result<(Arc<Settings>, Arc<Policy>), CommandError> {
     Ok((Arc::new(settings), Arc::new(policy)))
 }
 
-/// `check-config`: the lines to print (configuration and policy already loaded and linted by
-/// [`load`]).
-pub async fn check_config(
+/// The lines of `check-config --offline`: the configuration and policy (loaded, validated and
+/// their row filters linted by [`load`]) and the state store, without any AWS call (the
+/// service's `ExecStartPre`).
+pub fn check_config_offline(
     settings: &Settings,
-    policy: &Arc<Policy>,
-    sdk: &SdkConfig,
+    policy: &Policy,
 ) -> Result<Vec<String>, CommandError> {
     let mut lines = vec![format!(
         "{}: {} producers, {} databases, policy {} ({} grants)",
@@ -92,6 +99,28 @@ pub async fn check_config(
         settings.policy_file.display(),
         policy.grants.len()
     )];
+    // Read only: a check run as another user must not create the service's files.
+    match StateStore::open_existing(&settings.state_dir)? {
+        Some(store) => {
+            store.summary(0)?;
+            lines.push(format!("state: {} readable", store.path().display()));
+        }
+        None => lines.push(format!(
+            "state: {} not created yet (the service creates it at its first run)",
+            settings.state_dir.join(crate::state::FILE_NAME).display()
+        )),
+    }
+    Ok(lines)
+}
+
+/// `check-config`: the lines to print (configuration and policy already loaded and linted by
+/// [`load`]), the offline checks then the AWS ones.
+pub async fn check_config(
+    settings: &Settings,
+    policy: &Arc<Policy>,
+    sdk: &SdkConfig,
+) -> Result<Vec<String>, CommandError> {
+    let mut lines = check_config_offline(settings, policy)?;
     let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
     let attrs = clients.sqs.attributes(&settings.queue_url).await?;
     match attrs.get("RedrivePolicy").and_then(|p| redrive(p)) {
@@ -130,7 +159,12 @@ pub async fn check_config(
              on its own databases and tables"
         ));
     }
-    let daemon = Daemon::new(Arc::new(settings.clone()), Arc::clone(policy), clients);
+    let daemon = Daemon::new(
+        Arc::new(settings.clone()),
+        Arc::clone(policy),
+        clients,
+        None,
+    );
     let tables = daemon.governor().managed_tables(None).await?;
     policy.lint_tables(&tables)?;
     lines.push(format!(
@@ -140,7 +174,7 @@ pub async fn check_config(
     Ok(lines)
 }
 
-/// `run`: the service until `shutdown`, or one drain with `once`.
+/// `run`: the service until `shutdown`, or one drain with `once` (no policy reloads).
 pub async fn run(
     settings: Arc<Settings>,
     policy: Arc<Policy>,
@@ -148,9 +182,64 @@ pub async fn run(
     once: bool,
     shutdown: CancellationToken,
 ) -> Result<Report, CommandError> {
+    let (_keep, reloads) = mpsc::channel(1);
+    serve(settings, policy, sdk, once, shutdown, reloads).await
+}
+
+/// `run` with reloads: each message on `reloads` (SIGHUP) re-reads the policy file, lints it
+/// against the managed tables and puts it in force (`RELOADING=1`, then `READY=1`); an invalid
+/// one is logged and the running policy kept. Announcements and reloads are recorded in the
+/// state store under `state_dir`.
+pub async fn serve(
+    settings: Arc<Settings>,
+    policy: Arc<Policy>,
+    sdk: &SdkConfig,
+    once: bool,
+    shutdown: CancellationToken,
+    mut reloads: mpsc::Receiver<()>,
+) -> Result<Report, CommandError> {
+    let store = Arc::new(StateStore::open(&settings.state_dir)?);
+    if let Err(e) = store.prune() {
+        log::warn!("{e}");
+    }
     let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
-    let daemon = Daemon::new(settings, policy, clients);
-    Ok(daemon.run(once, shutdown).await?)
+    let daemon = Daemon::new(settings, policy, clients, Some(store));
+    let reloader = {
+        let daemon = Arc::clone(&daemon);
+        tokio::spawn(async move {
+            while reloads.recv().await.is_some() {
+                lakemesh_shared::lifecycle::reloading();
+                match daemon.reload_policy().await {
+                    Ok(p) => log::info!(
+                        "SIGHUP: policy reloaded ({} grants, sha256 {})",
+                        p.grants.len(),
+                        &p.source_sha256[..12.min(p.source_sha256.len())]
+                    ),
+                    Err(e) => log::error!("SIGHUP: {e}; keeping the running policy"),
+                }
+                lakemesh_shared::lifecycle::ready(&daemon.status_line());
+            }
+        })
+    };
+    let report = daemon.run(once, shutdown).await;
+    reloader.abort();
+    Ok(report?)
+}
+
+/// Records a `plan` or `apply` in the state store when it can be opened (warns otherwise: the
+/// command's own result stands).
+fn record_run(settings: &Settings, kind: RunKind, sha: &str, result: &Result<usize, String>) {
+    let recorded = StateStore::open(&settings.state_dir).and_then(|s| {
+        s.record_policy_run(
+            kind,
+            sha,
+            result.as_ref().ok().map(|n| *n as u64),
+            result.as_ref().err().map(String::as_str),
+        )
+    });
+    if let Err(e) = recorded {
+        log::warn!("not recorded: {e}");
+    }
 }
 
 /// `plan`: the changes that would make Lake Formation match the policy on every managed table.
@@ -160,17 +249,24 @@ pub async fn plan(
     sdk: &SdkConfig,
 ) -> Result<Vec<Change>, CommandError> {
     let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
-    let daemon = Daemon::new(settings, Arc::clone(&policy), clients);
+    let sha = policy.source_sha256.clone();
+    let daemon = Daemon::new(Arc::clone(&settings), Arc::clone(&policy), clients, None);
     let g = daemon.governor();
-    let tables = g.managed_tables(None).await?;
-    for grant in policy.unmatched(&tables) {
-        log::warn!(
-            "policy: grant #{} (principal {}) matches no table of the catalog yet",
-            grant.index,
-            grant.principal
-        );
+    let result = async {
+        let tables = g.managed_tables(None).await?;
+        for grant in policy.unmatched(&tables) {
+            log::warn!(
+                "policy: grant #{} (principal {}) matches no table of the catalog yet",
+                grant.index,
+                grant.principal
+            );
+        }
+        g.plan(&tables).await
     }
-    Ok(g.plan(&tables).await?)
+    .await;
+    let counted = result.as_ref().map(Vec::len).map_err(ToString::to_string);
+    record_run(&settings, RunKind::Plan, &sha, &counted);
+    Ok(result?)
 }
 
 /// `apply`: makes it so; returns the changes applied.
@@ -180,12 +276,30 @@ pub async fn apply(
     sdk: &SdkConfig,
 ) -> Result<Vec<Change>, CommandError> {
     let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
-    let daemon = Daemon::new(settings, policy, clients);
+    let sha = policy.source_sha256.clone();
+    let daemon = Daemon::new(Arc::clone(&settings), policy, clients, None);
     let g = daemon.governor();
-    let tables = g.managed_tables(None).await?;
-    let changes = g.plan(&tables).await?;
-    g.apply(&changes).await?;
-    Ok(changes)
+    let result = async {
+        let tables = g.managed_tables(None).await?;
+        let changes = g.plan(&tables).await?;
+        g.apply(&changes).await?;
+        Ok::<_, GovernError>(changes)
+    }
+    .await;
+    let counted = result.as_ref().map(Vec::len).map_err(ToString::to_string);
+    record_run(&settings, RunKind::Apply, &sha, &counted);
+    Ok(result?)
+}
+
+/// `status`: what the state store recorded, the queues' depths (when they answer) and whether
+/// the policy file changed since the last `apply`.
+pub async fn status(
+    settings: &Settings,
+    sdk: &SdkConfig,
+    failures: usize,
+) -> Result<crate::status::Status, CommandError> {
+    let sqs = crate::sqs::Sqs::new(aws_sdk_sqs::Client::new(sdk), &settings.queue_url);
+    Ok(crate::status::gather(settings, &sqs, failures).await?)
 }
 
 /// `preview`: what `principal` would see of `table` (`DATABASE.TABLE`) in `data` (a folder or
@@ -240,7 +354,7 @@ pub async fn verify(
         .transpose()
         .map_err(CommandError::Usage)?;
     let clients = Clients::new(sdk, &settings.aws, &settings.queue_url);
-    let daemon = Daemon::new(Arc::clone(&settings), Arc::clone(&policy), clients);
+    let daemon = Daemon::new(Arc::clone(&settings), Arc::clone(&policy), clients, None);
     let tables = daemon.governor().managed_tables(None).await?;
     let (probes, notes) =
         crate::verify::plan(&policy, &tables, only_principal, only_table.as_ref())?;

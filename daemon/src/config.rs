@@ -16,6 +16,8 @@ use serde::Deserialize;
 
 /// Default configuration file.
 pub const DEFAULT_PATH: &str = "/etc/lakemesh/syncd.toml";
+/// Default state directory (the unit's `StateDirectory=lakemesh-syncd`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/lakemesh-syncd";
 /// Default database naming rule.
 pub const DEFAULT_DATABASE_NAME: &str = "{domain}_{origin}";
 
@@ -70,6 +72,10 @@ pub struct RawConfig {
     /// modification), 1 to 3600 seconds. Default 120.
     #[serde(default = "default_retry_limit_secs")]
     pub retry_limit_secs: u64,
+    /// Where the daemon keeps its state (`syncd.sqlite`: the announcements handled and the
+    /// policy runs, read by `status`). Absolute. Default `/var/lib/lakemesh-syncd`.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
     /// AWS client settings (the same section as the agent's).
     #[serde(default)]
     pub aws: AwsSettings,
@@ -234,6 +240,9 @@ pub enum CatalogMode {
 
 fn default_database_name() -> String {
     DEFAULT_DATABASE_NAME.into()
+}
+fn default_state_dir() -> PathBuf {
+    DEFAULT_STATE_DIR.into()
 }
 fn default_prefix() -> String {
     "products".into()
@@ -432,6 +441,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Retry budget of one step.
     pub retry_limit: Duration,
+    /// State directory.
+    pub state_dir: PathBuf,
     /// `[aws]`.
     pub aws: AwsSettings,
     /// `[verify]`, if given.
@@ -546,6 +557,12 @@ impl Settings {
             3600,
             " seconds",
         )?;
+        if !raw.state_dir.is_absolute() {
+            return Err(bad(
+                "state_dir",
+                format!("{:?} must be an absolute path", raw.state_dir),
+            ));
+        }
         raw.aws.validate().map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),
             key: e.key.to_owned(),
@@ -586,6 +603,7 @@ impl Settings {
             crawl_timeout: Duration::from_secs(raw.crawl_timeout_secs),
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs),
             retry_limit: Duration::from_secs(raw.retry_limit_secs),
+            state_dir: raw.state_dir,
             aws: raw.aws,
             verify,
             producers,
@@ -786,6 +804,7 @@ domains = ["hospital_activity"]
         assert_eq!(s.catalog_mode, CatalogMode::Crawler);
         assert_eq!(s.max_in_flight, 10);
         assert_eq!(s.wait_time, Duration::from_secs(20));
+        assert_eq!(s.state_dir, Path::new("/var/lib/lakemesh-syncd"));
         let p = &s.producers["chu-lyon"];
         assert_eq!(p.location_arn(), "arn:aws:s3:::chu-lyon-datamesh/products");
         assert_eq!(
@@ -919,6 +938,13 @@ domains = ["hospital_activity"]
                 GOOD.replace("region = \"eu-west-3\"", "region = \"EU\""),
                 "aws.region",
             ),
+            (
+                GOOD.replace(
+                    "catalog_mode = \"crawler\"",
+                    "catalog_mode = \"crawler\"\nstate_dir = \"state\"",
+                ),
+                "state_dir",
+            ),
         ];
         for (text, key) in cases {
             assert_eq!(key_of(&text), key, "{text}");
@@ -973,5 +999,84 @@ domains = ["hospital_activity"]
         assert!(!p.accepts_sender(""));
         assert!(!p.accepts_sender(":AROAEXAMPLEAGENTROLE"));
         assert!(!p.accepts_sender("AIDAIT2UOQQY3AUEKVGXU"));
+    }
+
+    /// The packaged default (`packaging/config/syncd.toml`, a conffile) refuses to start until
+    /// its placeholders are replaced, naming the first key to edit; once they are, it loads.
+    #[test]
+    fn the_packaged_default_refuses_to_start_until_edited() {
+        const PACKAGED: &str = include_str!("../../packaging/config/syncd.toml");
+        assert_eq!(key_of(PACKAGED), "queue_url");
+        let edited = PACKAGED.replace("CHANGE-ME", "999988887777");
+        let s = load(&edited).unwrap();
+        assert_eq!(s.state_dir, Path::new(DEFAULT_STATE_DIR));
+        assert_eq!(s.policy_file, Path::new("/etc/lakemesh/policy.toml"));
+        assert!(s.producers.is_empty());
+        // one placeholder left is still refused, by its key
+        let partly = PACKAGED.replacen("CHANGE-ME", "999988887777", 1);
+        assert_eq!(key_of(&partly), "crawler_role_arn");
+    }
+
+    /// The keys serde knows for `T`, from its `deny_unknown_fields` error.
+    fn keys_of<T: serde::de::DeserializeOwned + std::fmt::Debug>() -> Vec<String> {
+        let e = toml::from_str::<T>("zz_not_a_key = 1")
+            .unwrap_err()
+            .to_string();
+        let list = e
+            .split_once("expected one of ")
+            .unwrap_or_else(|| panic!("{e}"))
+            .1;
+        list.split(", ")
+            .map(|k| k.trim().trim_matches('`').to_owned())
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+
+    /// The configuration reference is kept in step with the structs: every key is in the
+    /// README's table and in the packaged default configuration.
+    #[test]
+    fn every_key_is_documented_and_in_the_packaged_default() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("### Configuration (`/etc/lakemesh/syncd.toml`)")
+            .expect("section");
+        let end = start
+            + readme[start..]
+                .find("### Policy file")
+                .expect("next section");
+        let table = &readme[start..end];
+        let packaged = include_str!("../../packaging/config/syncd.toml");
+        let top = keys_of::<RawConfig>();
+        assert!(
+            top.len() > 10 && top.contains(&"state_dir".to_owned()),
+            "{top:?}"
+        );
+        for k in &top {
+            // a key, a `[section]` or an array of `[[tables]]`
+            let docs = [
+                format!("| `{k}` |"),
+                format!("`[{k}]`"),
+                format!("`[[{k}]]`"),
+            ];
+            let tomls = [format!("{k} ="), format!("[{k}]"), format!("[[{k}]]")];
+            assert!(
+                docs.iter().any(|d| table.contains(d)),
+                "README syncd table lacks {k}"
+            );
+            assert!(
+                tomls.iter().any(|t| packaged.contains(t)),
+                "packaging/config/syncd.toml lacks {k}"
+            );
+        }
+        for key in keys_of::<RawProducer>() {
+            assert!(
+                table.contains(&format!("`{key}`")),
+                "README lacks producer key {key}"
+            );
+            assert!(
+                packaged.contains(&format!("# {key} =")),
+                "packaging/config/syncd.toml's producer example lacks {key}"
+            );
+        }
     }
 }

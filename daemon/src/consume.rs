@@ -10,6 +10,11 @@
 //! `shutdown_grace_secs` to finish, then are released (visibility 0) for another daemon.
 //! `run --once` drains the queue: it ends when a receive finds nothing and no work is left.
 //!
+//! Each finished message is recorded in the state store (`state`) when there is one, and the
+//! one-line status systemd shows is updated. Under systemd the watchdog is pinged from this loop
+//! itself (every wait in it is a `pinging` wait), so a loop that hangs stops the pings and
+//! systemd restarts the service. The service is ready (`READY=1`) once the queue answered.
+//!
 //! The work of one message: validate, the database, the producer's location registration, the
 //! crawler role's grants, the crawler (or the direct table), the coalesced crawl, and the
 //! policy for that table. Every step is idempotent, so several daemons on one queue, and a
@@ -20,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use lakemesh_shared::announcement::Announcement;
 use lakemesh_shared::aws::{AwsSettings, SdkConfig};
+use lakemesh_shared::lifecycle;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +40,7 @@ use crate::lakeformation::LakeFormation;
 use crate::policy::{Policy, TableRef};
 use crate::s3::S3;
 use crate::sqs::{Received, Sqs, redrive};
+use crate::state::{self, StateStore};
 use crate::validate::{self, Accepted, Envelope, Rejection, ValidateError};
 
 /// Log target of audit events (rejected announcements).
@@ -133,6 +140,69 @@ enum Outcome {
     Failed(StepError),
 }
 
+/// What a message names, for the state store: from the validated announcement when there is
+/// one, else read from the body as far as it goes.
+#[derive(Debug, Default)]
+struct Subject {
+    producer: Option<String>,
+    product: Option<String>,
+    batch: Option<String>,
+}
+
+impl Subject {
+    fn of_body(m: &Received) -> Self {
+        let v: Option<serde_json::Value> = serde_json::from_str(&m.body).ok();
+        let field = |k: &str| {
+            v.as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(serde_json::Value::as_str)
+                .map(|s| s.chars().take(128).collect::<String>())
+        };
+        Self {
+            producer: field("producer_id").or_else(|| m.producer_id.clone()),
+            product: field("product"),
+            batch: field("announcement_id"),
+        }
+    }
+
+    fn of(a: &Accepted) -> Self {
+        Self {
+            producer: Some(a.producer.id.clone()),
+            product: Some(a.announcement.product.clone()),
+            batch: Some(a.announcement.announcement_id.clone()),
+        }
+    }
+}
+
+/// Why a policy reload was refused (the running policy stays in force).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not parse or validate.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// The managed tables could not be read to lint it against them.
+    #[error("cannot lint the policy against the managed tables: {0}")]
+    Tables(#[from] GovernError),
+}
+
+/// Awaits `fut`, pinging the systemd watchdog at each tick of `ticks` meanwhile (no ticks: just
+/// awaits).
+async fn pinging<F: std::future::Future>(
+    ticks: &mut Option<tokio::time::Interval>,
+    fut: F,
+) -> F::Output {
+    let Some(t) = ticks else {
+        return fut.await;
+    };
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = t.tick() => lifecycle::watchdog_ping(),
+        }
+    }
+}
+
 /// The daemon: intake and the work of each message.
 pub struct Daemon {
     settings: Arc<Settings>,
@@ -142,11 +212,17 @@ pub struct Daemon {
     /// Cancelled after the shutdown grace period: in-flight work stops and is released.
     work: CancellationToken,
     report: Mutex<Report>,
+    state: Option<Arc<StateStore>>,
 }
 
 impl Daemon {
-    /// A daemon with its clients.
-    pub fn new(settings: Arc<Settings>, policy: Arc<Policy>, clients: Clients) -> Arc<Self> {
+    /// A daemon with its clients, recording what it handles in `state` when given.
+    pub fn new(
+        settings: Arc<Settings>,
+        policy: Arc<Policy>,
+        clients: Clients,
+        state: Option<Arc<StateStore>>,
+    ) -> Arc<Self> {
         let work = CancellationToken::new();
         let catalog = Catalog::new(clients.glue.clone(), Arc::clone(&settings), work.clone());
         let governor = Governor::new(
@@ -162,7 +238,76 @@ impl Daemon {
             governor,
             work,
             report: Mutex::new(Report::default()),
+            state,
         })
+    }
+
+    /// Reads the policy file again, validates it, lints it against the managed tables and puts
+    /// it in force; on any error the running policy stays. Recorded in the state store.
+    pub async fn reload_policy(&self) -> Result<Arc<Policy>, ReloadError> {
+        let path = &self.settings.policy_file;
+        let loaded = Policy::load(path);
+        // The hash of what was read, even when it does not parse (the file changed either way).
+        let sha = match &loaded {
+            Ok(p) => p.source_sha256.clone(),
+            Err(_) => std::fs::read(path)
+                .map(|b| state::policy_sha256(&b))
+                .unwrap_or_default(),
+        };
+        let result = async {
+            let policy = Arc::new(loaded?);
+            let tables = self.governor.managed_tables(None).await?;
+            policy.lint_tables(&tables).map_err(ReloadError::Policy)?;
+            Ok::<_, ReloadError>(policy)
+        }
+        .await;
+        if let Some(store) = &self.state {
+            let error = result.as_ref().err().map(ToString::to_string);
+            if let Err(e) =
+                store.record_policy_run(state::RunKind::Reload, &sha, None, error.as_deref())
+            {
+                log::warn!("{e}");
+            }
+        }
+        let policy = result?;
+        self.governor.replace_policy(Arc::clone(&policy));
+        Ok(policy)
+    }
+
+    /// The one-line status for `systemctl status`.
+    pub fn status_line(&self) -> String {
+        let r = self
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        format!(
+            "consuming {}: {} accepted, {} rejected, {} failed",
+            self.clients.sqs.url(),
+            r.done,
+            r.rejections.len(),
+            r.failed
+        )
+    }
+
+    fn record(
+        &self,
+        m: &Received,
+        subject: &Subject,
+        outcome: state::Outcome,
+        error: Option<&str>,
+    ) {
+        if let Some(store) = &self.state
+            && let Err(e) = store.record_announcement(
+                &m.message_id,
+                subject.producer.as_deref(),
+                subject.product.as_deref(),
+                subject.batch.as_deref(),
+                outcome,
+                error,
+            )
+        {
+            log::warn!("message={}: not recorded: {e}", m.message_id);
+        }
     }
 
     /// The governor (for `plan`/`apply`).
@@ -184,7 +329,40 @@ impl Daemon {
         shutdown: CancellationToken,
     ) -> Result<Report, ConsumeError> {
         let sqs = &self.clients.sqs;
-        let max_receive = match sqs.attributes(sqs.url()).await {
+        let mut ticks = lifecycle::watchdog_interval().map(|every| {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        let mut attempts = 0u32;
+        let attributes = loop {
+            match sqs.attributes(sqs.url()).await {
+                // The service waits for the queue before it is ready; `--once` goes on.
+                Err(e) if !once && e.is_transient() => {
+                    let wait = crate::backoff::delay(attempts.min(6) + 2);
+                    attempts += 1;
+                    log::warn!(
+                        "queue={}: not reachable ({e}); trying again in {wait:?}",
+                        sqs.url()
+                    );
+                    // systemctl shows one line: the start of the error is enough there
+                    let why: String = e.to_string().chars().take(160).collect();
+                    lifecycle::status(&format!("waiting for the queue {}: {why}", sqs.url()));
+                    let stopped = pinging(&mut ticks, async {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => false,
+                            () = shutdown.cancelled() => true,
+                        }
+                    })
+                    .await;
+                    if stopped {
+                        return Ok(Report::default());
+                    }
+                }
+                other => break other,
+            }
+        };
+        let max_receive = match attributes {
             Ok(a) => match a.get("RedrivePolicy").and_then(|p| redrive(p)) {
                 Some((n, dlq)) => Some((n, dlq)),
                 None => {
@@ -208,22 +386,31 @@ impl Daemon {
             self.settings.max_in_flight,
             if once { "once" } else { "service" }
         );
+        lifecycle::ready(&self.status_line());
         let permits = Arc::new(Semaphore::new(self.settings.max_in_flight));
         let tracker = TaskTracker::new();
         let mut failures = 0u32;
         loop {
-            let first = tokio::select! {
-                p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                () = shutdown.cancelled() => break,
-            };
+            let first = pinging(&mut ticks, async {
+                tokio::select! {
+                    p = Arc::clone(&permits).acquire_owned() => p.ok(),
+                    () = shutdown.cancelled() => None,
+                }
+            })
+            .await;
+            let Some(first) = first else { break };
             let n = (1 + permits.available_permits()).min(10);
             // An empty answer ends a drain only if no work was running when the receive
             // started: running work may still release its message back to the queue.
             let idle = tracker.is_empty();
-            let received = tokio::select! {
-                r = sqs.receive(n as i32, self.settings.wait_time, self.settings.visibility_timeout) => r,
-                () = shutdown.cancelled() => break,
-            };
+            let received = pinging(&mut ticks, async {
+                tokio::select! {
+                    r = sqs.receive(n as i32, self.settings.wait_time, self.settings.visibility_timeout) => Some(r),
+                    () = shutdown.cancelled() => None,
+                }
+            })
+            .await;
+            let Some(received) = received else { break };
             let messages = match received {
                 Ok(m) => {
                     failures = 0;
@@ -244,10 +431,17 @@ impl Daemon {
                     }
                     failures = failures.saturating_add(1);
                     drop(first);
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => continue,
-                        () = shutdown.cancelled() => break,
+                    let stopped = pinging(&mut ticks, async {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => false,
+                            () = shutdown.cancelled() => true,
+                        }
+                    })
+                    .await;
+                    if stopped {
+                        break;
                     }
+                    continue;
                 }
                 Err(source) => {
                     drop(first);
@@ -273,7 +467,7 @@ impl Daemon {
             for m in messages {
                 let permit = match first.take() {
                     Some(p) => p,
-                    None => match Arc::clone(&permits).acquire_owned().await {
+                    None => match pinging(&mut ticks, Arc::clone(&permits).acquire_owned()).await {
                         Ok(p) => p,
                         Err(_) => break,
                     },
@@ -296,16 +490,20 @@ impl Daemon {
                 self.settings.shutdown_grace.as_secs()
             );
         }
-        tokio::select! {
-            () = tracker.wait() => {}
-            () = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(self.settings.shutdown_grace).await;
-            } => {
-                log::warn!("shutdown: grace period over; releasing the messages still in flight");
-                self.work.cancel();
-                tracker.wait().await;
+        let drained = pinging(&mut ticks, async {
+            tokio::select! {
+                () = tracker.wait() => true,
+                () = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(self.settings.shutdown_grace).await;
+                } => false,
             }
+        })
+        .await;
+        if !drained {
+            log::warn!("shutdown: grace period over; releasing the messages still in flight");
+            self.work.cancel();
+            pinging(&mut ticks, tracker.wait()).await;
         }
         let mut report = self
             .report
@@ -340,7 +538,7 @@ impl Daemon {
             biased;
             () = self.work.cancelled() => None,
             o = self.process(&m) => match o {
-                Outcome::Failed(e) if e.is_shutdown() => None,
+                (Outcome::Failed(e), _) if e.is_shutdown() => None,
                 o => Some(o),
             },
             () = heartbeat => None,
@@ -360,7 +558,7 @@ impl Daemon {
                 );
                 self.note(|r| r.released += 1);
             }
-            Some(Outcome::Done(summary)) => {
+            Some((Outcome::Done(summary), subject)) => {
                 let delete = || sqs.delete(&m.receipt_handle);
                 let what = format!("delete message {}", m.message_id);
                 if let Err(e) = crate::backoff::retry(&what, Duration::from_secs(30), delete).await
@@ -371,18 +569,29 @@ impl Daemon {
                     );
                 }
                 log::info!("message={}: {summary} in {secs:.1} s", m.message_id);
+                self.record(&m, &subject, state::Outcome::Accepted, None);
                 self.note(|r| r.done += 1);
             }
-            Some(Outcome::Rejected(r)) => {
+            Some((Outcome::Rejected(r), subject)) => {
                 log::warn!(
                     target: AUDIT_TARGET,
                     "audit: rejected announcement message={} claimed_producer={} sender={} announcement={} receive={} reason={:?}",
                     m.message_id, r.producer, r.sender, r.announcement, m.receive_count, r.reason
                 );
                 self.poison(&m, max_receive).await;
+                let subject = Subject {
+                    producer: subject
+                        .producer
+                        .or_else(|| (r.producer != "?").then(|| r.producer.clone())),
+                    batch: subject
+                        .batch
+                        .or_else(|| (r.announcement != "?").then(|| r.announcement.clone())),
+                    ..subject
+                };
+                self.record(&m, &subject, state::Outcome::Rejected, Some(&r.reason));
                 self.note(|rep| rep.rejections.push(r));
             }
-            Some(Outcome::Failed(e)) => {
+            Some((Outcome::Failed(e), subject)) => {
                 let transient = e.is_transient();
                 if transient {
                     let wait =
@@ -405,9 +614,11 @@ impl Daemon {
                     );
                     self.poison(&m, max_receive).await;
                 }
+                self.record(&m, &subject, state::Outcome::Failed, Some(&e.to_string()));
                 self.note(|r| r.failed += 1);
             }
         }
+        lifecycle::status(&self.status_line());
     }
 
     /// A message that can never succeed: visible again now, so that the redrive policy moves
@@ -446,7 +657,7 @@ impl Daemon {
         }
     }
 
-    async fn process(&self, m: &Received) -> Outcome {
+    async fn process(&self, m: &Received) -> (Outcome, Subject) {
         let env = Envelope {
             body: &m.body,
             sender_id: m.sender_id.as_deref(),
@@ -455,18 +666,24 @@ impl Daemon {
         };
         let accepted = match validate::validate(&self.settings, &self.clients.s3, env).await {
             Ok(a) => a,
-            Err(ValidateError::Rejected(r)) => return Outcome::Rejected(r),
-            Err(e) => return Outcome::Failed(StepError::Validate(e)),
+            Err(ValidateError::Rejected(r)) => return (Outcome::Rejected(r), Subject::of_body(m)),
+            Err(e) => {
+                return (Outcome::Failed(StepError::Validate(e)), Subject::of_body(m));
+            }
         };
+        let subject = Subject::of(&accepted);
         match self.work_on(&accepted).await {
-            Ok(summary) => Outcome::Done(summary),
-            Err(StepError::Incompatible(reason)) => Outcome::Rejected(Rejection {
-                producer: accepted.producer.id.clone(),
-                sender: m.sender_id.clone().unwrap_or_else(|| "?".into()),
-                announcement: accepted.announcement.announcement_id.clone(),
-                reason,
-            }),
-            Err(e) => Outcome::Failed(e),
+            Ok(summary) => (Outcome::Done(summary), subject),
+            Err(StepError::Incompatible(reason)) => (
+                Outcome::Rejected(Rejection {
+                    producer: accepted.producer.id.clone(),
+                    sender: m.sender_id.clone().unwrap_or_else(|| "?".into()),
+                    announcement: accepted.announcement.announcement_id.clone(),
+                    reason,
+                }),
+                subject,
+            ),
+            Err(e) => (Outcome::Failed(e), subject),
         }
     }
 

@@ -79,7 +79,9 @@ pub struct Governor {
     lf: LakeFormation,
     glue: Glue,
     settings: Arc<Settings>,
-    policy: Arc<Policy>,
+    /// The policy in force; replaced whole by [`Governor::replace_policy`] (SIGHUP), read as
+    /// one snapshot per plan.
+    policy: std::sync::RwLock<Arc<Policy>>,
     /// Locations and databases already set up by this process (held while one is set up, so
     /// no message goes on before its setup is complete).
     done: tokio::sync::Mutex<BTreeSet<String>>,
@@ -276,10 +278,28 @@ impl Governor {
             lf,
             glue,
             settings,
-            policy,
+            policy: std::sync::RwLock::new(policy),
             done: tokio::sync::Mutex::new(BTreeSet::new()),
             tables: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(
+            &self
+                .policy
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Puts `policy` in force for every plan from now on (a plan running keeps its snapshot).
+    pub fn replace_policy(&self, policy: Arc<Policy>) {
+        *self
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
     }
 
     /// The Lake Formation adapter.
@@ -526,17 +546,26 @@ impl Governor {
     /// Principals whose grants the diff leaves alone: the policy's unmanaged ones and the
     /// crawler role.
     pub fn ignored(&self) -> BTreeSet<String> {
-        let mut s = self.policy.unmanaged_principals.clone();
+        self.ignored_by(&self.policy())
+    }
+
+    fn ignored_by(&self, policy: &Policy) -> BTreeSet<String> {
+        let mut s = policy.unmanaged_principals.clone();
         s.extend(self.settings.crawler_role_arn.clone());
         s
     }
 
     /// The changes that make Lake Formation match the policy on `tables` (linted first).
     pub async fn plan(&self, tables: &[ManagedTable]) -> Result<Vec<Change>, GovernError> {
-        self.policy.lint_tables(tables)?;
-        let desired = self.policy.desired(tables);
+        let policy = self.policy();
+        policy.lint_tables(tables)?;
+        let desired = policy.desired(tables);
         let actual = self.actual(tables).await?;
-        Ok(crate::policy::diff(&desired, &actual, &self.ignored()))
+        Ok(crate::policy::diff(
+            &desired,
+            &actual,
+            &self.ignored_by(&policy),
+        ))
     }
 
     /// Applies changes in order: filters created or updated, revokes and grants in batches of
@@ -675,7 +704,8 @@ impl Governor {
         table: &TableRef,
         columns: &[lakemesh_shared::announcement::Column],
     ) -> Result<usize, GovernError> {
-        let Some(key) = &self.policy.pii_tag else {
+        let policy = self.policy();
+        let Some(key) = &policy.pii_tag else {
             return Ok(0);
         };
         let mut by_value: BTreeMap<&str, Vec<String>> = BTreeMap::new();

@@ -10,7 +10,8 @@
 //! Formation registration, grants, plan/apply), [`policy`] (the policy file, normal forms,
 //! diff), [`lint`] (row filters parsed and checked); the AWS adapters [`sqs`], [`s3`], [`glue`],
 //! [`lakeformation`] with their error type [`aws_error`]; [`backoff`] (the outer retry layer);
-//! [`commands`] (what the binary's subcommands do). Checking the policy: [`preview`] (what a
+//! [`state`] (what was handled) and [`status`] (the report of `status`); [`commands`] (what
+//! the binary's subcommands do, `status` among them). Checking the policy: [`preview`] (what a
 //! principal would see, computed locally from the Parquet with [`evaluate`], the row-filter
 //! evaluator) and [`verify`] (Athena probes as each principal, through [`sts`] and [`athena`]).
 //!
@@ -33,6 +34,8 @@ pub mod policy;
 pub mod preview;
 pub mod s3;
 pub mod sqs;
+pub mod state;
+pub mod status;
 pub mod sts;
 pub mod validate;
 pub mod verify;

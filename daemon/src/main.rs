@@ -26,8 +26,13 @@ struct Cli {
 enum Command {
     /// Parse and validate the configuration and policy, lint the policy, check that SQS, Glue
     /// and Lake Formation answer.
-    CheckConfig,
-    /// Consume announcements (the service).
+    CheckConfig {
+        /// Skip the AWS checks (the service's ExecStartPre: a network outage must not stop the
+        /// start; the service waits for the queue before it is ready).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Consume announcements (the service; SIGHUP reloads the policy file).
     Run {
         /// Drain the queue and exit (cron, tests).
         #[arg(long)]
@@ -73,11 +78,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the queue and dead-letter queue depths, the announcements handled, the last
+    /// success and error, recent failures, and whether the policy changed since the last apply.
+    Status {
+        /// Print JSON (stable keys) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// How many recent failures to list.
+        #[arg(long, default_value_t = 10)]
+        failures: usize,
+    },
 }
 
 fn main() -> ExitCode {
-    lakemesh_shared::logging::init_stderr();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run { .. }) {
+        lakemesh_shared::logging::init();
+    } else {
+        lakemesh_shared::logging::init_stderr();
+    }
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -91,122 +110,186 @@ fn main() -> ExitCode {
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (settings, mut policy) = commands::load(&cli.config)?;
-    if let Command::Verify {
-        policy: Some(path), ..
-    } = &cli.command
-    {
-        policy = std::sync::Arc::new(lakemesh_syncd::policy::Policy::load(path)?);
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the Tokio runtime")?;
-    runtime.block_on(async move {
-        let sdk = lakemesh_shared::aws::sdk_config(&settings.aws).await?;
-        match cli.command {
-            Command::CheckConfig => {
-                for line in commands::check_config(&settings, &policy, &sdk).await? {
-                    lakemesh_shared::outln!("{line}");
-                }
-                Ok(ExitCode::SUCCESS)
+    match cli.command {
+        Command::Status { json, failures } => {
+            // The policy is not parsed: a broken one is what the status may have to show.
+            let settings = lakemesh_syncd::config::Settings::load(&cli.config)?;
+            let status = runtime.block_on(async {
+                let sdk = lakemesh_shared::aws::sdk_config(&settings.aws).await?;
+                anyhow::Ok(commands::status(&settings, &sdk, failures).await?)
+            })?;
+            if json {
+                lakemesh_shared::outln!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                lakemesh_shared::out!("{status}");
             }
-            Command::Run { once } => {
-                let shutdown = CancellationToken::new();
-                let signals = shutdown.clone();
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    log::info!("signal received: stopping intake");
-                    signals.cancel();
-                });
-                let report = commands::run(settings, policy, &sdk, once, shutdown).await?;
-                log::info!(
-                    "intake stopped: {} received, {} done, {} rejected, {} failed, {} released, {} crawls",
-                    report.received,
-                    report.done,
-                    report.rejections.len(),
-                    report.failed,
-                    report.released,
-                    report.crawls_started
-                );
-                Ok(if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-            }
-            Command::Plan => {
-                let changes = commands::plan(settings, policy, &sdk).await?;
-                if !changes.iter().any(Change::is_applied) {
-                    lakemesh_shared::outln!("no changes: Lake Formation holds what the policy says");
-                }
-                for c in &changes {
-                    lakemesh_shared::outln!("{c}");
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Preview {
-                table,
-                principal,
-                data,
-                limit,
-                json,
-            } => {
-                let p = commands::preview(&settings, &policy, &sdk, &table, &principal, &data, limit)
-                    .await?;
-                if json {
-                    lakemesh_shared::outln!("{}", serde_json::to_string_pretty(&p).context("encoding JSON")?);
-                } else {
-                    lakemesh_shared::out!("{}", p.render());
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Verify {
-                principal,
-                table,
-                json,
-                ..
-            } => {
-                let report = commands::verify(
-                    settings,
-                    policy,
-                    &sdk,
-                    principal.as_deref(),
-                    table.as_deref(),
-                )
-                .await?;
-                if json {
-                    lakemesh_shared::outln!("{}", serde_json::to_string_pretty(&report).context("encoding JSON")?);
-                } else {
-                    lakemesh_shared::out!("{}", report.render());
-                }
-                Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-            }
-            Command::Apply => {
-                let changes = commands::apply(settings, policy, &sdk).await?;
-                lakemesh_shared::outln!(
-                    "{} changes applied",
-                    changes.iter().filter(|c| c.is_applied()).count()
-                );
-                for c in &changes {
-                    lakemesh_shared::outln!("{c}");
-                }
-                Ok(ExitCode::SUCCESS)
-            }
+            Ok(ExitCode::SUCCESS)
         }
-    })
+        Command::CheckConfig { offline: true } => {
+            let (settings, policy) = commands::load(&cli.config)?;
+            for line in commands::check_config_offline(&settings, &policy)? {
+                lakemesh_shared::outln!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let (settings, mut policy) = commands::load(&cli.config)?;
+            if let Command::Verify {
+                policy: Some(path), ..
+            } = &command
+            {
+                policy = std::sync::Arc::new(lakemesh_syncd::policy::Policy::load(path)?);
+                policy.check_registry(&settings)?;
+            }
+            runtime.block_on(run_online(command, settings, policy))
+        }
+    }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+/// The commands that talk to AWS.
+async fn run_online(
+    command: Command,
+    settings: std::sync::Arc<lakemesh_syncd::config::Settings>,
+    policy: std::sync::Arc<lakemesh_syncd::policy::Policy>,
+) -> anyhow::Result<ExitCode> {
+    let sdk = lakemesh_shared::aws::sdk_config(&settings.aws).await?;
+    match command {
+        Command::CheckConfig { .. } => {
+            for line in commands::check_config(&settings, &policy, &sdk).await? {
+                lakemesh_shared::outln!("{line}");
             }
+            Ok(ExitCode::SUCCESS)
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+        Command::Run { once } => {
+            let shutdown = CancellationToken::new();
+            let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
+            let signals = Signals::install().context("installing the signal handlers")?;
+            tokio::spawn(signals.forward(shutdown.clone(), reload_tx));
+            let report = commands::serve(settings, policy, &sdk, once, shutdown, reloads).await?;
+            log::info!(
+                "intake stopped: {} received, {} done, {} rejected, {} failed, {} released, {} crawls",
+                report.received,
+                report.done,
+                report.rejections.len(),
+                report.failed,
+                report.released,
+                report.crawls_started
+            );
+            Ok(if report.failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Plan => {
+            let changes = commands::plan(settings, policy, &sdk).await?;
+            if !changes.iter().any(Change::is_applied) {
+                lakemesh_shared::outln!("no changes: Lake Formation holds what the policy says");
+            }
+            for c in &changes {
+                lakemesh_shared::outln!("{c}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply => {
+            let changes = commands::apply(settings, policy, &sdk).await?;
+            lakemesh_shared::outln!(
+                "{} changes applied",
+                changes.iter().filter(|c| c.is_applied()).count()
+            );
+            for c in &changes {
+                lakemesh_shared::outln!("{c}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preview {
+            table,
+            principal,
+            data,
+            limit,
+            json,
+        } => {
+            let p = commands::preview(&settings, &policy, &sdk, &table, &principal, &data, limit)
+                .await?;
+            if json {
+                lakemesh_shared::outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&p).context("encoding JSON")?
+                );
+            } else {
+                lakemesh_shared::out!("{}", p.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            principal,
+            table,
+            json,
+            ..
+        } => {
+            let report = commands::verify(
+                settings,
+                policy,
+                &sdk,
+                principal.as_deref(),
+                table.as_deref(),
+            )
+            .await?;
+            if json {
+                lakemesh_shared::outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("encoding JSON")?
+                );
+            } else {
+                lakemesh_shared::out!("{}", report.render());
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        // answered by `real_main` without AWS clients of its own
+        Command::Status { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// SIGTERM and SIGINT stop the intake (`STOPPING=1`); SIGHUP reloads the policy.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn forward(mut self, shutdown: CancellationToken, reload: tokio::sync::mpsc::Sender<()>) {
+        loop {
+            let name = tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+                _ = self.hup.recv() => {
+                    // One pending reload is enough: the file is read when it runs.
+                    let _ = reload.try_send(());
+                    continue;
+                }
+            };
+            lakemesh_shared::lifecycle::stopping();
+            log::info!("{name}: stopping intake");
+            shutdown.cancel();
+            break;
         }
     }
 }

@@ -371,6 +371,9 @@ pub struct Policy {
     pub grants: Vec<Grant>,
     /// The PII LF-tag key, if any.
     pub pii_tag: Option<String>,
+    /// SHA-256 (hex) of the text it was read from (empty when built otherwise): recorded with
+    /// each policy run, so that `status` can tell whether the file changed since.
+    pub source_sha256: String,
 }
 
 /// A table the daemon manages, as the policy sees it.
@@ -477,7 +480,9 @@ impl Policy {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        Self::try_from_raw(raw)
+        let mut policy = Self::try_from_raw(raw)?;
+        policy.source_sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        Ok(policy)
     }
 
     /// Validates a parsed policy: principals, selectors, permissions, column lists, row
@@ -616,6 +621,7 @@ impl Policy {
             unmanaged_principals: unmanaged,
             grants,
             pii_tag,
+            source_sha256: String::new(),
         })
     }
 
@@ -1565,5 +1571,25 @@ permissions = ["DESCRIBE"]
             .unwrap()
             .lint_tables(&[stays()])
             .unwrap();
+    }
+
+    /// The packaged policies: the conffile grants nothing (a fresh install opens nothing), the
+    /// example is valid and hashed.
+    #[test]
+    fn the_packaged_policies_load() {
+        let shipped = Policy::from_toml(
+            include_str!("../../packaging/config/policy.toml"),
+            Path::new("policy.toml"),
+        )
+        .unwrap();
+        assert!(shipped.grants.is_empty() && shipped.unmanaged_principals.is_empty());
+        let text = include_str!("../../packaging/policy/example-policy.toml");
+        let example = Policy::from_toml(text, Path::new("example-policy.toml")).unwrap();
+        assert_eq!(example.grants.len(), 3);
+        assert_eq!(example.pii_tag.as_deref(), Some("lakemesh_pii"));
+        assert_eq!(
+            example.source_sha256,
+            hex::encode(Sha256::digest(text.as_bytes()))
+        );
     }
 }

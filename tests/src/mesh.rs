@@ -524,8 +524,12 @@ domains = ["{domain}"]
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let clients =
             lakemesh_syncd::consume::Clients::new(&sdk, &settings.aws, &settings.queue_url);
-        let daemon =
-            lakemesh_syncd::consume::Daemon::new(settings, std::sync::Arc::clone(&policy), clients);
+        let daemon = lakemesh_syncd::consume::Daemon::new(
+            settings,
+            std::sync::Arc::clone(&policy),
+            clients,
+            None,
+        );
         let tables = daemon
             .governor()
             .managed_tables(None)

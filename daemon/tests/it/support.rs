@@ -261,6 +261,7 @@ dead_letter_queue_url = "{dlq}"
 policy_file = "policy.toml"
 crawler_role_arn = "{CRAWLER_ROLE}"
 registration_role_arn = "{REGISTRATION_ROLE}"
+state_dir = "{state_dir}"
 {defaults}
 {extra}
 
@@ -294,6 +295,7 @@ domains = ["{domain}"]
             .collect::<Vec<_>>()
             .join("\n"),
             extra = self.extra,
+            state_dir = self.dir.path().join("state").display(),
             region = e.region.unwrap_or_default(),
             endpoint = e.endpoint_url.unwrap_or_default(),
             producer = self.producer,
