@@ -274,6 +274,35 @@ impl Daemon {
         Ok(policy)
     }
 
+    /// Before governing a table: when the policy file is no longer the one in force (edited
+    /// and applied with `lakemesh-syncd apply` while the service ran, without a SIGHUP), it is
+    /// reloaded first, so that the service never puts back what `apply` just revoked. An
+    /// unreadable or invalid file keeps the running policy (as a refused reload does).
+    async fn follow_policy_file(&self) {
+        let running = self.governor.policy();
+        if running.source_sha256.is_empty() {
+            return; // a policy not read from a file (tests)
+        }
+        let Ok(bytes) = std::fs::read(&self.settings.policy_file) else {
+            return;
+        };
+        if state::policy_sha256(&bytes) == running.source_sha256 {
+            return;
+        }
+        match self.reload_policy().await {
+            Ok(p) => log::info!(
+                "policy file {} changed: reloaded before governing ({} grants, sha256 {})",
+                self.settings.policy_file.display(),
+                p.grants.len(),
+                &p.source_sha256[..12.min(p.source_sha256.len())]
+            ),
+            Err(e) => log::error!(
+                "policy file {} changed but cannot be used: {e}; the running policy stays",
+                self.settings.policy_file.display()
+            ),
+        }
+    }
+
     /// The one-line status for `systemctl status`.
     pub fn status_line(&self) -> String {
         let r = self
@@ -749,6 +778,7 @@ impl Daemon {
             database: db.clone(),
             table: a.product.clone(),
         };
+        self.follow_policy_file().await;
         let changes = self.governor.apply_table(&table).await?;
         self.governor.tag_pii_columns(&table, &a.columns).await?;
         Ok(format!(

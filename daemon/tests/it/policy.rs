@@ -240,3 +240,57 @@ async fn protected_columns_get_the_pii_lf_tag() {
         ]
     );
 }
+
+/// A service started with one policy, then the policy edited and applied by hand (no
+/// SIGHUP): the service's next message must not put back what `apply` revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_service_follows_a_policy_applied_by_hand() {
+    let e = Emulator::shared().expect("emulator");
+    let w = World::new(e, 3).await;
+    let contractor = "arn:aws:iam::123456789012:role/contractor";
+    let with_contractor = format!(
+        "{DESIGN_POLICY}\n[[grant]]\nprincipal = \"{contractor}\"\ntables = {{ domain = \"{}\" }}\npermissions = [\"SELECT\"]\n",
+        w.domain
+    );
+    w.write_policy(&with_contractor);
+    w.send(&w.upload("hospital_stays", &[1], 31).await).await;
+    let (settings, started_with) = w.load();
+    let r = commands::run(
+        settings.clone(),
+        started_with.clone(),
+        &w.sdk,
+        true,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("run");
+    assert_eq!(r.done, 1);
+    assert!(plan(&w).await.is_empty());
+
+    // The grant is removed from the file and applied, while the service keeps running with
+    // the policy it started with.
+    w.write_policy(DESIGN_POLICY);
+    assert!(plan(&w).await.iter().any(|c| c.contains(contractor)));
+    apply(&w).await;
+    assert!(plan(&w).await.is_empty());
+    w.send(&w.upload("hospital_stays", &[2], 32).await).await;
+    let r = commands::run(
+        settings,
+        started_with,
+        &w.sdk,
+        true,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("run");
+    assert_eq!(r.done, 1);
+    assert_eq!(
+        plan(&w).await,
+        Vec::<String>::new(),
+        "the service did not grant the contractor again"
+    );
+    assert!(
+        !crate::support::log_lines(&["changed: reloaded before governing"]).is_empty(),
+        "the reload is logged"
+    );
+}
