@@ -39,7 +39,11 @@ enum Command {
         once: bool,
     },
     /// Print the difference between the policy and what Lake Formation holds.
-    Plan,
+    Plan {
+        /// Exit with status 2 when there are changes to apply (0: none), for drift checks.
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Make Lake Formation hold what the policy says.
     Apply,
     /// Show what a principal would see of a table under the policy, computed locally from the
@@ -185,15 +189,20 @@ async fn run_online(
                 ExitCode::SUCCESS
             })
         }
-        Command::Plan => {
+        Command::Plan { exit_code } => {
             let changes = commands::plan(settings, policy, &sdk).await?;
-            if !changes.iter().any(Change::is_applied) {
+            let pending = changes.iter().any(Change::is_applied);
+            if !pending {
                 lakemesh_shared::outln!("no changes: Lake Formation holds what the policy says");
             }
             for c in &changes {
                 lakemesh_shared::outln!("{c}");
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if exit_code && pending {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Apply => {
             let changes = commands::apply(settings, policy, &sdk).await?;

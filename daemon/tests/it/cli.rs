@@ -75,6 +75,31 @@ async fn check_config_plan_and_run_once() {
     );
     assert!(stderr.contains("poison (receive 1 of 2)"), "{}", text(&out));
     assert_eq!(w.depth(&w.dlq_url).await, 1);
+
+    // plan --exit-code: 0 when Lake Formation holds the policy, 2 when there is drift.
+    w.send(&w.upload("hospital_stays", &[1], 41).await).await;
+    let out = syncd(&w, &["run", "--once"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = syncd(&w, &["plan", "--exit-code"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    w.write_policy(&crate::support::DESIGN_POLICY.replace(
+        "exclude = [\"patient_id\"]",
+        "exclude = [\"patient_id\", \"total_cost\"]",
+    ));
+    let out = syncd(&w, &["plan", "--exit-code"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("- revoke"),
+        "{}",
+        text(&out)
+    );
+    let out = syncd(&w, &["plan"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "without --exit-code: {}",
+        text(&out)
+    );
 }
 
 #[tokio::test]
