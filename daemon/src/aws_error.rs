@@ -86,7 +86,21 @@ impl AwsError {
                 err.message().unwrap_or("no message"),
                 status.map_or_else(|| "?".to_owned(), |s| s.to_string())
             ),
-            _ => DisplayErrorContext(&err).to_string(),
+            // The chain's messages, each once (DisplayErrorContext would add the SDK's Debug
+            // dumps, hundreds of characters of internals, to a connection error).
+            _ => {
+                let chain = lakemesh_shared::error_chain(&err);
+                if chain.len() > 400 {
+                    DisplayErrorContext(&err)
+                        .to_string()
+                        .chars()
+                        .take(400)
+                        .collect::<String>()
+                        + "…"
+                } else {
+                    chain
+                }
+            }
         };
         Self {
             service,

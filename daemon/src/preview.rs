@@ -353,32 +353,76 @@ struct Scan {
     sample: Vec<Vec<Option<String>>>,
 }
 
-/// The table's schema from the first file: body columns, then the partition keys as strings.
+/// The table's schema: the body columns of every file, in order of first appearance (a
+/// product that gained a column has older files without it: there it reads as NULL, as in
+/// Athena), then the partition keys as strings. A column whose type differs between files is
+/// an error, as Athena's HIVE_PARTITION_SCHEMA_MISMATCH is.
 fn table_schema(parts: &[Part]) -> Result<(SchemaRef, Vec<String>), PreviewError> {
     let Some(first) = parts.first() else {
         return Err(PreviewError::Data("no Parquet files found".into()));
     };
-    let body = reader(first)?.schema().clone();
     let keys: Vec<String> = first.partition.iter().map(|(k, _)| k.clone()).collect();
-    let mut fields: Vec<Field> = body
-        .fields()
-        .iter()
-        .map(|f| {
-            f.as_ref()
-                .clone()
-                .with_metadata(std::collections::HashMap::new())
-        })
-        .collect();
-    for k in &keys {
-        if body.field_with_name(k).is_ok() {
-            return Err(PreviewError::Data(format!(
-                "{}: partition column {k:?} is also stored in the file body",
-                first.name
-            )));
+    let mut fields: Vec<Field> = Vec::new();
+    let mut seen_in: Vec<String> = Vec::new();
+    for part in parts {
+        let body = footer_schema(part)?;
+        for f in body.fields() {
+            if keys.contains(f.name()) {
+                return Err(PreviewError::Data(format!(
+                    "{}: partition column {:?} is also stored in the file body",
+                    part.name,
+                    f.name()
+                )));
+            }
+            match fields.iter().position(|g| g.name() == f.name()) {
+                Some(i) if fields[i].data_type() != f.data_type() => {
+                    return Err(PreviewError::Data(format!(
+                        "{}: column {:?} is {} here but {} in {} (HIVE_PARTITION_SCHEMA_MISMATCH in Athena)",
+                        part.name,
+                        f.name(),
+                        f.data_type(),
+                        fields[i].data_type(),
+                        seen_in[i]
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    fields.push(
+                        f.as_ref()
+                            .clone()
+                            .with_nullable(true)
+                            .with_metadata(std::collections::HashMap::new()),
+                    );
+                    seen_in.push(part.name.clone());
+                }
+            }
         }
+    }
+    for k in &keys {
         fields.push(Field::new(k, DataType::Utf8, true));
     }
     Ok((Arc::new(Schema::new(fields)), keys))
+}
+
+/// A file's body schema, from its footer only.
+fn footer_schema(part: &Part) -> Result<SchemaRef, PreviewError> {
+    let fail = |e: &dyn std::fmt::Display| PreviewError::File {
+        file: part.name.clone(),
+        reason: e.to_string(),
+    };
+    Ok(match &part.body {
+        Body::File(p) => {
+            let f = std::fs::File::open(p).map_err(|e| fail(&e))?;
+            ParquetRecordBatchReaderBuilder::try_new(f)
+                .map_err(|e| fail(&e))?
+                .schema()
+                .clone()
+        }
+        Body::Bytes(b) => ParquetRecordBatchReaderBuilder::try_new(b.clone())
+            .map_err(|e| fail(&e))?
+            .schema()
+            .clone(),
+    })
 }
 
 /// A reader of one file (read whole: a product's files are at most a few hundred MB each, and
@@ -425,22 +469,17 @@ fn scan(
         }
         let builder = reader(part)?;
         let file_schema = builder.schema().clone();
-        let same = file_schema.fields().len() == body_fields
-            && file_schema
-                .fields()
-                .iter()
-                .zip(schema.fields())
-                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
-        if !same {
-            return Err(PreviewError::Data(format!(
-                "{}: its columns differ from the first file's (HIVE_PARTITION_SCHEMA_MISMATCH in Athena)",
-                part.name
-            )));
-        }
         for batch in builder.build().map_err(|e| fail(&e))? {
             let batch = batch.map_err(|e| fail(&e))?;
             let n = batch.num_rows();
-            let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+            // The table's body columns in its order; one this file lacks is NULL here.
+            let mut columns: Vec<ArrayRef> = schema.fields()[..body_fields]
+                .iter()
+                .map(|f| match file_schema.index_of(f.name()) {
+                    Ok(i) => Arc::clone(batch.column(i)),
+                    Err(_) => arrow_array::new_null_array(f.data_type(), n),
+                })
+                .collect();
             for (_, v) in &part.partition {
                 columns.push(Arc::new(StringArray::from(vec![v.as_deref(); n])));
             }
@@ -712,6 +751,71 @@ impl Preview {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(path).unwrap(),
+            schema,
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn a_column_added_later_reads_as_null_in_older_files_and_a_type_change_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("stays");
+        let region = |v: &[&str]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
+        write(
+            &t.join("year=2024/part-a-0.parquet"),
+            vec![("region_code", region(&["76", "11"]))],
+        );
+        write(
+            &t.join("year=2025/part-b-0.parquet"),
+            vec![("region_code", region(&["76"])), ("ward", region(&["A"]))],
+        );
+        let parts = local_parts(d.path(), "stays").unwrap();
+        let (schema, keys) = table_schema(&parts).unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["region_code", "ward", "year"]);
+        let filter = crate::lint::RowFilter::parse("ward IS NULL").unwrap();
+        let keyset: BTreeSet<String> = keys.iter().cloned().collect();
+        let ev = Evaluator::new(&filter, &schema, &keyset).unwrap();
+        let found = scan(&parts, &schema, &keys, &[ev], &[0, 1, 2], 10).unwrap();
+        assert_eq!(
+            (found.rows_total, found.rows_visible),
+            (3, 2),
+            "the 2024 rows have no ward"
+        );
+
+        write(
+            &t.join("year=2026/part-c-0.parquet"),
+            vec![(
+                "region_code",
+                Arc::new(arrow_array::Int32Array::from(vec![76])) as ArrayRef,
+            )],
+        );
+        let parts = local_parts(d.path(), "stays").unwrap();
+        let e = table_schema(&parts).unwrap_err().to_string();
+        assert!(
+            e.contains("region_code") && e.contains("Int32") && e.contains("Utf8"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn hive_values_and_sources() {

@@ -119,6 +119,9 @@ async fn the_whole_mesh_end_to_end_and_again() {
     let work = tmp.path().join("mesh");
     let (mesh, report) = run_once(&work).await;
 
+    // Everything the run writes is under its folder, the daemon's state store included.
+    assert!(work.join("ministry/state/syncd.sqlite").is_file());
+
     // -- Where each source file ended up.
     assert_eq!(report.files.len(), 5, "{:#?}", report.files);
     for name in [

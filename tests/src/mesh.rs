@@ -297,6 +297,7 @@ impl Mesh {
 queue_url = "{queue_url}"
 dead_letter_queue_url = "{dlq_url}"
 policy_file = "{policy}"
+state_dir = "{state}"
 crawler_role_arn = "{crawler}"
 registration_role_arn = "{registration}"
 wait_time_secs = 1
@@ -318,6 +319,7 @@ endpoint_url = "{endpoint}"
 force_path_style = true
 "#,
             policy = policy.display(),
+            state = central.join("state").display(),
             workgroup = WORKGROUP,
             results = RESULTS_BUCKET,
             crawler = role_arn(CRAWLER_ROLE),
