@@ -246,6 +246,28 @@ fn local_parts(dir: &Path, table: &str) -> Result<Vec<Part>, PreviewError> {
             root.display()
         )));
     }
+    if root == dir
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        // No folder named after the table: DIR must be the product folder itself, whose
+        // sub-folders are partitions (`k=v`). Other product folders beside a missing one are
+        // a wrong table name, not a layout problem.
+        let others: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.contains('=') && !n.starts_with(['_', '.']))
+            .collect();
+        if !others.is_empty() {
+            let mut others = others;
+            others.sort();
+            return Err(PreviewError::Data(format!(
+                "{}: no folder {table:?} here (it holds {}): check --table or --data",
+                dir.display(),
+                others.join(", ")
+            )));
+        }
+    }
     let mut files = Vec::new();
     let mut stack = vec![root.clone()];
     while let Some(d) = stack.pop() {
@@ -808,6 +830,14 @@ mod tests {
                 "region_code",
                 Arc::new(arrow_array::Int32Array::from(vec![76])) as ArrayRef,
             )],
+        );
+        let e = match local_parts(d.path(), "stais") {
+            Ok(_) => panic!("a wrong table name was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains("no folder \"stais\"") && e.contains("stays"),
+            "{e}"
         );
         let parts = local_parts(d.path(), "stays").unwrap();
         let e = table_schema(&parts).unwrap_err().to_string();
