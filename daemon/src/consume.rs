@@ -256,6 +256,9 @@ impl Daemon {
         };
         let result = async {
             let policy = Arc::new(loaded?);
+            policy
+                .check_registry(&self.settings)
+                .map_err(ReloadError::Policy)?;
             let tables = self.governor.managed_tables(None).await?;
             policy.lint_tables(&tables).map_err(ReloadError::Policy)?;
             Ok::<_, ReloadError>(policy)
@@ -274,32 +277,47 @@ impl Daemon {
         Ok(policy)
     }
 
-    /// Before governing a table: when the policy file is no longer the one in force (edited
-    /// and applied with `lakemesh-syncd apply` while the service ran, without a SIGHUP), it is
-    /// reloaded first, so that the service never puts back what `apply` just revoked. An
-    /// unreadable or invalid file keeps the running policy (as a refused reload does).
-    async fn follow_policy_file(&self) {
+    /// Before governing a table: the policy in force must be the policy file as it is now
+    /// (edited and applied with `lakemesh-syncd apply` while the service ran, without a
+    /// SIGHUP, it is reloaded first), so that the service never puts back what `apply` just
+    /// revoked. When the file cannot be read or used (missing, half renamed, invalid), nothing
+    /// is governed (`false`): an older policy than the file's is never applied.
+    async fn follow_policy_file(&self) -> bool {
         let running = self.governor.policy();
         if running.source_sha256.is_empty() {
-            return; // a policy not read from a file (tests)
+            return true; // a policy not read from a file (tests)
         }
-        let Ok(bytes) = std::fs::read(&self.settings.policy_file) else {
-            return;
+        let path = &self.settings.policy_file;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!(
+                    "policy file {}: {e}; governance skipped until it is back (the running policy is not applied: it may be older than the last apply)",
+                    path.display()
+                );
+                return false;
+            }
         };
         if state::policy_sha256(&bytes) == running.source_sha256 {
-            return;
+            return true;
         }
         match self.reload_policy().await {
-            Ok(p) => log::info!(
-                "policy file {} changed: reloaded before governing ({} grants, sha256 {})",
-                self.settings.policy_file.display(),
-                p.grants.len(),
-                &p.source_sha256[..12.min(p.source_sha256.len())]
-            ),
-            Err(e) => log::error!(
-                "policy file {} changed but cannot be used: {e}; the running policy stays",
-                self.settings.policy_file.display()
-            ),
+            Ok(p) => {
+                log::info!(
+                    "policy file {} changed: reloaded before governing ({} grants, sha256 {})",
+                    path.display(),
+                    p.grants.len(),
+                    &p.source_sha256[..12.min(p.source_sha256.len())]
+                );
+                true
+            }
+            Err(e) => {
+                log::error!(
+                    "policy file {} changed but cannot be used: {e}; governance skipped until it is fixed (the running policy is not applied: it may be older than the last apply)",
+                    path.display()
+                );
+                false
+            }
         }
     }
 
@@ -778,7 +796,12 @@ impl Daemon {
             database: db.clone(),
             table: a.product.clone(),
         };
-        self.follow_policy_file().await;
+        if !self.follow_policy_file().await {
+            return Ok(format!(
+                "announcement {} of producer {}: table {table} cataloged; governance skipped: the policy file cannot be used (see the ERROR above; run `lakemesh-syncd apply` once it is fixed)",
+                a.announcement_id, acc.producer.id
+            ));
+        }
         let changes = self.governor.apply_table(&table).await?;
         self.governor.tag_pii_columns(&table, &a.columns).await?;
         Ok(format!(

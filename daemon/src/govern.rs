@@ -639,7 +639,11 @@ impl Governor {
             }
         }
         for c in changes {
-            log::info!("policy: {c}");
+            if c.is_applied() {
+                log::info!("policy: {c}");
+            } else {
+                log::debug!("policy: {c}");
+            }
         }
         Ok(())
     }
@@ -694,7 +698,7 @@ impl Governor {
         }
         let changes = self.plan(&tables).await?;
         self.apply(&changes).await?;
-        Ok(changes.len())
+        Ok(changes.iter().filter(|c| c.is_applied()).count())
     }
 
     /// With `[pii_tag]` in the policy: tags the announced columns whose `pii` is not `keep`

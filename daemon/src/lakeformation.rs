@@ -10,6 +10,10 @@ use aws_sdk_lakeformation::types::{
 
 use crate::aws_error::AwsError;
 
+/// The prefix a permission held with grant option is listed under (`GRANTABLE:SELECT`): the
+/// policy never gives grant options, so the diff revokes them like any extra permission.
+pub const GRANTABLE: &str = "GRANTABLE:";
+
 const SERVICE: &str = "Lake Formation";
 /// Entries per BatchGrantPermissions/BatchRevokePermissions call.
 pub const BATCH: usize = 20;
@@ -141,6 +145,11 @@ impl LakeFormation {
                     p.permissions()
                         .iter()
                         .map(|x| x.as_str().to_owned())
+                        .chain(
+                            p.permissions_with_grant_option()
+                                .iter()
+                                .map(|x| format!("{GRANTABLE}{}", x.as_str())),
+                        )
                         .collect(),
                 ));
             }
@@ -180,16 +189,21 @@ impl LakeFormation {
         permissions: &[String],
         what: &str,
     ) -> Result<(), AwsError> {
+        let (grantable, plain): (Vec<&String>, Vec<&String>) =
+            permissions.iter().partition(|p| p.starts_with(GRANTABLE));
         self.client
             .revoke_permissions()
             .principal(principal(who))
             .resource(resource)
             .set_permissions(Some(
-                permissions
-                    .iter()
-                    .map(|p| Permission::from(p.as_str()))
-                    .collect(),
+                plain.iter().map(|p| Permission::from(p.as_str())).collect(),
             ))
+            .set_permissions_with_grant_option((!grantable.is_empty()).then(|| {
+                grantable
+                    .iter()
+                    .map(|p| Permission::from(&p[GRANTABLE.len()..]))
+                    .collect()
+            }))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "RevokePermissions", what, e))?;
@@ -210,14 +224,22 @@ impl LakeFormation {
         };
         let mut req = Vec::new();
         for (i, (who, resource, perms)) in entries.iter().enumerate() {
+            let (grantable, plain): (Vec<&String>, Vec<&String>) =
+                perms.iter().partition(|p| p.starts_with(GRANTABLE));
             req.push(
                 BatchPermissionsRequestEntry::builder()
                     .id(i.to_string())
                     .principal(principal(who))
                     .resource(resource.clone())
                     .set_permissions(Some(
-                        perms.iter().map(|p| Permission::from(p.as_str())).collect(),
+                        plain.iter().map(|p| Permission::from(p.as_str())).collect(),
                     ))
+                    .set_permissions_with_grant_option((!grantable.is_empty()).then(|| {
+                        grantable
+                            .iter()
+                            .map(|p| Permission::from(&p[GRANTABLE.len()..]))
+                            .collect()
+                    }))
                     .build()
                     .map_err(|e| {
                         AwsError::invalid_answer(

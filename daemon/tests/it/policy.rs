@@ -138,6 +138,38 @@ async fn policy_changes_give_precise_plans_that_apply_reaches() {
     apply(&w).await;
     assert_eq!(plan(&w).await, Vec::<String>::new());
 
+    // A grant option given by hand (the policy never gives one) is revoked, the permission
+    // itself kept when the policy gives it.
+    lf.grant_permissions()
+        .principal(
+            DataLakePrincipal::builder()
+                .data_lake_principal_identifier(ANALYST)
+                .build(),
+        )
+        .resource(
+            Resource::builder()
+                .table(
+                    TableResource::builder()
+                        .database_name(&db)
+                        .name("hospital_stays")
+                        .build()
+                        .expect("t"),
+                )
+                .build(),
+        )
+        .permissions_with_grant_option(Permission::Describe)
+        .send()
+        .await
+        .expect("grant option by hand");
+    assert_eq!(
+        plan(&w).await,
+        vec![format!(
+            "- revoke GRANTABLE:DESCRIBE on table {t} from {ANALYST}"
+        )]
+    );
+    apply(&w).await;
+    assert_eq!(plan(&w).await, Vec::<String>::new());
+
     // Remove a principal: all it had goes, and its filter.
     let only_analyst = format!(
         "[[grant]]{}",
@@ -293,4 +325,45 @@ async fn a_running_service_follows_a_policy_applied_by_hand() {
         !crate::support::log_lines(&["changed: reloaded before governing"]).is_empty(),
         "the reload is logged"
     );
+
+    // The file goes missing (a rename half done): nothing is governed rather than the policy
+    // the service started with (which still has the contractor).
+    let path = w.dir.path().join("policy.toml");
+    let away = w.dir.path().join("policy.away");
+    std::fs::rename(&path, &away).expect("move the policy away");
+    w.send(&w.upload("hospital_stays", &[3], 33).await).await;
+    let (settings2, _) = {
+        std::fs::copy(&away, &path).expect("copy back for loading");
+        let loaded = w.load();
+        std::fs::remove_file(&path).expect("and away again");
+        loaded
+    };
+    let r = commands::run(
+        settings2,
+        started_with_again(&with_contractor.replace("DOMAIN", &w.domain)),
+        &w.sdk,
+        true,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("run");
+    assert_eq!(r.done, 1, "the batch is cataloged");
+    assert!(
+        !crate::support::log_lines(&["governance skipped until it is back"]).is_empty(),
+        "the skip is logged as an error"
+    );
+    std::fs::rename(&away, &path).expect("policy back");
+    assert_eq!(
+        plan(&w).await,
+        Vec::<String>::new(),
+        "the contractor was not granted again"
+    );
+}
+
+/// The policy the service of the test above started with (with the contractor).
+fn started_with_again(text: &str) -> std::sync::Arc<lakemesh_syncd::policy::Policy> {
+    std::sync::Arc::new(
+        lakemesh_syncd::policy::Policy::from_toml(text, std::path::Path::new("policy.toml"))
+            .expect("policy"),
+    )
 }

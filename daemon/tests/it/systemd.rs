@@ -171,6 +171,20 @@ async fn the_service_tells_systemd_when_it_is_ready_alive_reloading_and_stopping
         "{log}"
     );
 
+    // one that parses but names a domain no registered producer has (a typo): refused as
+    // at start, where check-config would refuse it too
+    w.write_policy(
+        "[[grant]]\nprincipal = \"arn:aws:iam::111122223333:role/x\"\ntables = { domain = \"DOMAINx\" }\npermissions = [\"SELECT\"]\n",
+    );
+    d.signal("-HUP");
+    receive_until(&sock, Duration::from_secs(30), |m| m.contains("READY=1"));
+    let log = d.log();
+    assert!(
+        log.contains("is no registered producer's domain")
+            && log.contains("keeping the running policy"),
+        "{log}"
+    );
+
     // a valid one is put in force
     w.write_policy(DESIGN_POLICY);
     d.signal("-HUP");
@@ -192,7 +206,7 @@ async fn the_service_tells_systemd_when_it_is_ready_alive_reloading_and_stopping
     let status = d.wait(Duration::from_secs(60));
     assert!(status.success(), "{status:?}\n{}", d.log());
 
-    // both reloads are in the state store, the failed one as the last policy error
+    // the reloads are in the state store, the last failed one as the last policy error
     let out = Command::new(env!("CARGO_BIN_EXE_lakemesh-syncd"))
         .arg("--config")
         .arg(w.config_path())
@@ -208,7 +222,7 @@ async fn the_service_tells_systemd_when_it_is_ready_alive_reloading_and_stopping
     assert!(
         v["last_error"]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("function lower")),
+            .is_some_and(|e| e.contains("is no registered producer's domain")),
         "{v}"
     );
 }
