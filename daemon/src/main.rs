@@ -131,7 +131,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 lakemesh_shared::out!("{status}");
             }
-            Ok(ExitCode::SUCCESS)
+            // An unreadable state store is reported, with everything else, and is a failure.
+            Ok(if status.state_error.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::CheckConfig { offline: true } => {
             let (settings, policy) = commands::load(&cli.config)?;

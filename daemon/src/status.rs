@@ -28,6 +28,8 @@ pub struct Status {
     pub state_file: PathBuf,
     /// Whether it exists (the service created it at its first run).
     pub state_present: bool,
+    /// Why it exists but cannot be read (the rest of the report is still given).
+    pub state_error: Option<String>,
     /// The announcements queue.
     pub queue: QueueStatus,
     /// Its dead-letter queue (`dead_letter_queue_url`, else the target of the queue's redrive
@@ -108,11 +110,13 @@ pub struct PolicyStatus {
 /// Gathers the report: the store (read only; nothing is created), the queues, the file.
 pub async fn gather(settings: &Settings, sqs: &Sqs, failures: usize) -> Result<Status, StateError> {
     let state_file = settings.state_dir.join(crate::state::FILE_NAME);
-    let summary = match StateStore::open_existing(&settings.state_dir)? {
-        Some(store) => Some(store.summary(failures)?),
-        None => None,
+    let read = StateStore::open_existing(&settings.state_dir)
+        .and_then(|store| store.map(|s| s.summary(failures)).transpose());
+    let (summary, state_error) = match read {
+        Ok(summary) => (summary, None),
+        Err(e) => (None, Some(e.to_string())),
     };
-    let state_present = summary.is_some();
+    let state_present = summary.is_some() || state_error.is_some();
     let summary = summary.unwrap_or_default();
 
     let (queue, redrive_target) = queue_status(sqs, &settings.queue_url).await;
@@ -175,6 +179,7 @@ pub async fn gather(settings: &Settings, sqs: &Sqs, failures: usize) -> Result<S
         config: settings.path.clone(),
         state_file,
         state_present,
+        state_error,
         queue,
         dead_letter_queue,
         announcements: Counts {
@@ -285,10 +290,12 @@ impl fmt::Display for Status {
             f,
             "state          {}{}",
             self.state_file.display(),
-            if self.state_present {
-                ""
-            } else {
-                " (not created yet: the service has not run)"
+            match (&self.state_error, self.state_present) {
+                (Some(e), _) => format!(
+                    " UNREADABLE: {e} (the counts below are missing; move it aside and the service starts a new one)"
+                ),
+                (None, true) => String::new(),
+                (None, false) => " (not created yet: the service has not run)".to_owned(),
             }
         )?;
         writeln!(f, "queue          {}", depth(&self.queue))?;

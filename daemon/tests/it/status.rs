@@ -74,6 +74,7 @@ async fn status_reports_what_the_service_handled_the_queues_and_the_policy() {
             "policy",
             "queue",
             "recent_failures",
+            "state_error",
             "state_file",
             "state_present"
         ]
@@ -157,4 +158,34 @@ async fn status_says_when_the_queue_does_not_answer() {
         "{text}"
     );
     assert!(text.contains("dead letters   "), "{text}");
+}
+
+/// A state database that is not one (a disk error, a file copied over it): the queues and the
+/// policy are still reported, the store's error is named, and the exit status is 1.
+#[tokio::test]
+async fn a_corrupt_state_database_is_reported_with_everything_else() {
+    let e = Emulator::shared().expect("emulator");
+    let w = World::new(e, 2).await;
+    let (settings, _) = w.load();
+    std::fs::create_dir_all(&settings.state_dir).expect("state dir");
+    std::fs::write(
+        settings.state_dir.join(lakemesh_syncd::state::FILE_NAME),
+        b"this is not a database, not even close; sqlite wants its magic header here",
+    )
+    .expect("garbage");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lakemesh-syncd"))
+        .arg("--config")
+        .arg(w.config_path())
+        .arg("status")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .expect("status");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("UNREADABLE"), "{text}");
+    assert!(
+        text.contains("0 waiting"),
+        "the queues are still shown: {text}"
+    );
 }
