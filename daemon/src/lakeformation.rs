@@ -14,6 +14,20 @@ use crate::aws_error::AwsError;
 /// policy never gives grant options, so the diff revokes them like any extra permission.
 pub const GRANTABLE: &str = "GRANTABLE:";
 
+/// Listed permissions as a request's `Permissions` and `PermissionsWithGrantOption` (the
+/// latter `None` when empty).
+fn split_grantable(perms: &[String]) -> (Vec<Permission>, Option<Vec<Permission>>) {
+    let mut plain = Vec::new();
+    let mut grantable = Vec::new();
+    for p in perms {
+        match p.strip_prefix(GRANTABLE) {
+            Some(g) => grantable.push(Permission::from(g)),
+            None => plain.push(Permission::from(p.as_str())),
+        }
+    }
+    (plain, (!grantable.is_empty()).then_some(grantable))
+}
+
 const SERVICE: &str = "Lake Formation";
 /// Entries per BatchGrantPermissions/BatchRevokePermissions call.
 pub const BATCH: usize = 20;
@@ -189,21 +203,13 @@ impl LakeFormation {
         permissions: &[String],
         what: &str,
     ) -> Result<(), AwsError> {
-        let (grantable, plain): (Vec<&String>, Vec<&String>) =
-            permissions.iter().partition(|p| p.starts_with(GRANTABLE));
+        let (plain, grantable) = split_grantable(permissions);
         self.client
             .revoke_permissions()
             .principal(principal(who))
             .resource(resource)
-            .set_permissions(Some(
-                plain.iter().map(|p| Permission::from(p.as_str())).collect(),
-            ))
-            .set_permissions_with_grant_option((!grantable.is_empty()).then(|| {
-                grantable
-                    .iter()
-                    .map(|p| Permission::from(&p[GRANTABLE.len()..]))
-                    .collect()
-            }))
+            .set_permissions(Some(plain))
+            .set_permissions_with_grant_option(grantable)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(SERVICE, "RevokePermissions", what, e))?;
@@ -224,22 +230,14 @@ impl LakeFormation {
         };
         let mut req = Vec::new();
         for (i, (who, resource, perms)) in entries.iter().enumerate() {
-            let (grantable, plain): (Vec<&String>, Vec<&String>) =
-                perms.iter().partition(|p| p.starts_with(GRANTABLE));
+            let (plain, grantable) = split_grantable(perms);
             req.push(
                 BatchPermissionsRequestEntry::builder()
                     .id(i.to_string())
                     .principal(principal(who))
                     .resource(resource.clone())
-                    .set_permissions(Some(
-                        plain.iter().map(|p| Permission::from(p.as_str())).collect(),
-                    ))
-                    .set_permissions_with_grant_option((!grantable.is_empty()).then(|| {
-                        grantable
-                            .iter()
-                            .map(|p| Permission::from(&p[GRANTABLE.len()..]))
-                            .collect()
-                    }))
+                    .set_permissions(Some(plain))
+                    .set_permissions_with_grant_option(grantable)
                     .build()
                     .map_err(|e| {
                         AwsError::invalid_answer(

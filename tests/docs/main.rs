@@ -1,6 +1,7 @@
 //! The configuration reference is kept in step with the configuration structs: every key the
 //! programs accept is documented (README tables for the agent, `[aws]` and the daemon;
-//! `docs/contract.md` for product contracts), and every key documented is one they accept.
+//! `docs/contract.md` for product contracts) and named in the packaged default configurations,
+//! and every key documented is one they accept.
 //!
 //! The accepted keys are read from the programs themselves: their configuration structs refuse
 //! unknown keys (`deny_unknown_fields`), and serde's refusal lists the keys it expected.
@@ -271,4 +272,26 @@ fn the_packaged_agent_configuration_names_every_key() {
         missing.is_empty(),
         "packaging/config/agent.toml does not mention {missing:?}"
     );
+}
+
+#[test]
+fn the_packaged_daemon_configuration_names_every_key() {
+    let probe = |text: &str| expected_keys(&refusal_of::<lakemesh_syncd::config::RawConfig>(text));
+    let text = std::fs::read_to_string(repo().join("packaging/config/syncd.toml")).unwrap();
+    let top = probe("zz_probe = 1\n");
+    assert!(top.len() > 10 && top.contains("state_dir"), "{top:?}");
+    for k in &top {
+        // a key, a `[section]` or an array of `[[tables]]`
+        let forms = [format!("{k} ="), format!("[{k}]"), format!("[[{k}]]")];
+        assert!(
+            forms.iter().any(|f| text.contains(f)),
+            "packaging/config/syncd.toml lacks {k}"
+        );
+    }
+    for k in probe("[[producer]]\nzz_probe = 1\n") {
+        assert!(
+            text.contains(&format!("# {k} =")),
+            "packaging/config/syncd.toml's producer example lacks {k}"
+        );
+    }
 }

@@ -447,19 +447,27 @@ domains = ["{domain}"]
         result
     }
 
-    /// Runs the daemon until the queue is drained (`run --once`); returns its log.
-    pub fn sync(&self) -> Result<String> {
-        let dir = self.syncd_config.parent().unwrap_or(Path::new("."));
-        let out = self
-            .command(&self.opts.syncd_bin, dir)
-            .args(["--config"])
+    /// The ministry's folder (its configuration, state and logs).
+    fn central_dir(&self) -> &Path {
+        self.syncd_config.parent().unwrap_or(Path::new("."))
+    }
+
+    /// `lakemesh-syncd --config … ARGS`, as the operator runs it; its output.
+    fn syncd(&self, args: &[&str]) -> Result<std::process::Output> {
+        self.command(&self.opts.syncd_bin, self.central_dir())
+            .arg("--config")
             .arg(&self.syncd_config)
-            .args(["run", "--once"])
+            .args(args)
             .stdin(Stdio::null())
             .output()
-            .with_context(|| format!("run {}", self.opts.syncd_bin.display()))?;
+            .with_context(|| format!("run {} {}", self.opts.syncd_bin.display(), args.join(" ")))
+    }
+
+    /// Runs the daemon until the queue is drained (`run --once`); returns its log.
+    pub fn sync(&self) -> Result<String> {
+        let out = self.syncd(&["run", "--once"])?;
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        std::fs::write(dir.join("syncd.log"), &log)?;
+        std::fs::write(self.central_dir().join("syncd.log"), &log)?;
         if !out.status.success() {
             bail!(
                 "lakemesh-syncd run --once: {}\n{}",
@@ -478,26 +486,18 @@ domains = ["{domain}"]
         principal: &str,
         data: &str,
     ) -> Result<std::result::Result<serde_json::Value, String>> {
-        let dir = self.syncd_config.parent().unwrap_or(Path::new("."));
-        let out = self
-            .command(&self.opts.syncd_bin, dir)
-            .arg("--config")
-            .arg(&self.syncd_config)
-            .args([
-                "preview",
-                "--table",
-                table,
-                "--principal",
-                principal,
-                "--data",
-                data,
-                "--limit",
-                "3",
-                "--json",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("run {} preview", self.opts.syncd_bin.display()))?;
+        let out = self.syncd(&[
+            "preview",
+            "--table",
+            table,
+            "--principal",
+            principal,
+            "--data",
+            data,
+            "--limit",
+            "3",
+            "--json",
+        ])?;
         if out.status.success() {
             return Ok(Ok(
                 serde_json::from_slice(&out.stdout).context("lakemesh-syncd preview --json")?
@@ -664,16 +664,8 @@ domains = ["{domain}"]
 
     /// `lakemesh-syncd verify --json`: the report (its exit code is in `ok`).
     pub fn verify(&self) -> Result<serde_json::Value> {
-        let dir = self.syncd_config.parent().unwrap_or(Path::new("."));
-        let out = self
-            .command(&self.opts.syncd_bin, dir)
-            .arg("--config")
-            .arg(&self.syncd_config)
-            .args(["verify", "--json"])
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("run {} verify", self.opts.syncd_bin.display()))?;
-        std::fs::write(dir.join("verify.log"), &out.stderr)?;
+        let out = self.syncd(&["verify", "--json"])?;
+        std::fs::write(self.central_dir().join("verify.log"), &out.stderr)?;
         serde_json::from_slice(&out.stdout).with_context(|| {
             format!(
                 "lakemesh-syncd verify: {}\n{}",
@@ -685,14 +677,7 @@ domains = ["{domain}"]
 
     /// `lakemesh-syncd plan`: what apply would still change (nothing, after a sync).
     pub fn plan(&self) -> Result<String> {
-        let dir = self.syncd_config.parent().unwrap_or(Path::new("."));
-        let out = self
-            .command(&self.opts.syncd_bin, dir)
-            .args(["--config"])
-            .arg(&self.syncd_config)
-            .arg("plan")
-            .stdin(Stdio::null())
-            .output()?;
+        let out = self.syncd(&["plan"])?;
         if !out.status.success() {
             bail!(
                 "lakemesh-syncd plan: {}\n{}",
