@@ -229,58 +229,9 @@ impl Column {
         self.truncate(0);
     }
 
-    /// Appends value `i` of `src` (a column of the same type).
-    #[inline]
-    fn push_from(&mut self, src: &Column, i: usize) {
-        if !src.nulls.is_valid(i) {
-            self.push_null();
-            return;
-        }
-        match (&mut self.values, &src.values) {
-            (Values::I32(d), Values::I32(s)) => d.push(s[i]),
-            (Values::I64(d), Values::I64(s)) => d.push(s[i]),
-            (Values::F64(d), Values::F64(s)) => d.push(s[i]),
-            (Values::I128(d), Values::I128(s)) => d.push(s[i]),
-            (Values::Bool(d), Values::Bool(s)) => d.push(s[i]),
-            (Values::Text { .. }, Values::Text { offsets, data }) => {
-                let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
-                self.push_text_within(data, a, b);
-                return;
-            }
-            _ => unreachable!("{:?} value into a {:?} column", src.ty, self.ty),
-        }
-        self.nulls.append_non_null();
-    }
-
-    /// Appends every value of `src` (a column of the same type).
-    pub fn extend_from(&mut self, src: &Column) {
-        match (&mut self.values, &src.values) {
-            (Values::I32(d), Values::I32(s)) => d.extend_from_slice(s),
-            (Values::I64(d), Values::I64(s)) => d.extend_from_slice(s),
-            (Values::F64(d), Values::F64(s)) => d.extend_from_slice(s),
-            (Values::I128(d), Values::I128(s)) => d.extend_from_slice(s),
-            (Values::Bool(d), Values::Bool(s)) => d.extend_from_slice(s),
-            (
-                Values::Text { offsets, data },
-                Values::Text {
-                    offsets: so,
-                    data: sd,
-                },
-            ) => {
-                let base = data.len() as i32;
-                data.extend_from_slice(sd);
-                offsets.extend(so[1..].iter().map(|&o| o + base));
-            }
-            _ => unreachable!("{:?} values into a {:?} column", src.ty, self.ty),
-        }
-        match src.nulls.as_slice() {
-            None => self.nulls.append_n_non_nulls(src.len()),
-            Some(_) => {
-                for i in 0..src.len() {
-                    self.nulls.append(src.nulls.is_valid(i));
-                }
-            }
-        }
+    /// The validity bitmap (bit `i` set: value `i` is not null), `None` when nothing is null.
+    pub fn validity(&self) -> Option<&[u8]> {
+        self.nulls.as_slice()
     }
 
     /// Whether value `i` is null.
@@ -288,10 +239,33 @@ impl Column {
         !self.nulls.is_valid(i)
     }
 
+    /// Takes the values out, leaving the column empty with room for about `rows` values of the
+    /// size of the ones taken, so that a buffer refilled to the same size does not grow by
+    /// copying.
+    pub fn take_reserving(&mut self, rows: usize) -> Column {
+        let taken = self.len().max(1);
+        let mut fresh = Column::new(self.ty);
+        match (&mut fresh.values, &self.values) {
+            (Values::I32(v), _) => v.reserve(rows),
+            (Values::I64(v), _) => v.reserve(rows),
+            (Values::F64(v), _) => v.reserve(rows),
+            (Values::I128(v), _) => v.reserve(rows),
+            (Values::Bool(v), _) => v.reserve(rows),
+            (Values::Text { offsets, data }, Values::Text { data: old, .. }) => {
+                offsets.reserve(rows);
+                data.reserve(old.len().div_ceil(taken) * rows);
+            }
+            _ => {}
+        }
+        std::mem::replace(self, fresh)
+    }
+
     /// Takes the values out as an Arrow array, leaving the column empty with no memory held.
     pub fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
-        let nulls = self.nulls.finish();
-        let values = std::mem::replace(&mut self.values, Column::new(self.ty).values);
+        let mut taken = self.take_reserving(0);
+        let nulls = taken.nulls.finish();
+        let values = std::mem::replace(&mut taken.values, Values::Bool(Vec::new()));
+
         Ok(match (values, self.ty) {
             (Values::I32(v), ColumnType::Date) => {
                 Arc::new(Date32Array::try_new(ScalarBuffer::from(v), nulls)?)
@@ -345,18 +319,24 @@ impl BatchBuilder {
         self.rows = 0;
     }
 
-    /// Appends every row of `src` (same column types).
-    pub fn extend_from(&mut self, src: &BatchBuilder) {
-        for (d, s) in self.cols.iter_mut().zip(&src.cols) {
-            d.extend_from(s);
-        }
-        self.rows += src.rows;
-    }
-
     /// Undoes a partly appended row: every column back to `self.rows` values.
     pub fn rollback(&mut self) {
         for c in &mut self.cols {
             c.truncate(self.rows);
+        }
+    }
+
+    /// Takes the accumulated rows, leaving room for about `rows` more (see
+    /// [`Column::take_reserving`]).
+    pub fn take_reserving(&mut self, rows: usize) -> BatchBuilder {
+        let cols = self
+            .cols
+            .iter_mut()
+            .map(|c| c.take_reserving(rows))
+            .collect();
+        BatchBuilder {
+            cols,
+            rows: std::mem::take(&mut self.rows),
         }
     }
 
@@ -369,20 +349,6 @@ impl BatchBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), arrays)
-    }
-}
-
-/// Appends row `r` of `src` to `dst[to[r]]`, for every row, column by column: each column
-/// writes to as many places as there are partitions, which stay in cache, where a row-by-row
-/// copy would touch every column of every partition.
-pub fn scatter(src: &BatchBuilder, to: &[u32], dst: &mut [&mut BatchBuilder]) {
-    for (c, col) in src.cols.iter().enumerate() {
-        for (r, &t) in to.iter().enumerate().take(src.rows) {
-            dst[t as usize].cols[c].push_from(col, r);
-        }
-    }
-    for &t in to.iter().take(src.rows) {
-        dst[t as usize].rows += 1;
     }
 }
 
@@ -496,57 +462,32 @@ mod tests {
     }
 
     #[test]
-    fn scatter_and_extend_keep_every_value_in_order() {
-        let types = [ColumnType::String, ColumnType::BigInt, ColumnType::Boolean];
-        let schema = body_schema(&[
-            ("s".into(), ColumnType::String, "s".into()),
-            ("n".into(), ColumnType::BigInt, "n".into()),
-            ("b".into(), ColumnType::Boolean, "b".into()),
-        ]);
-        let mut block = BatchBuilder::new(&types);
-        for i in 0..10i64 {
+    fn taking_rows_leaves_an_empty_buffer_with_room() {
+        let types = [ColumnType::String, ColumnType::BigInt];
+        let mut b = BatchBuilder::new(&types);
+        for i in 0..100i64 {
             if i % 3 == 0 {
-                block.cols[0].push_null();
+                b.cols[0].push_null();
             } else {
-                block.cols[0].push_text(format!("v{i}").as_bytes());
+                b.cols[0].push_text(format!("v{i:03}").as_bytes());
             }
-            block.cols[1].push_i64(i);
-            block.cols[2].push_bool(i % 2 == 0);
-            block.rows += 1;
+            b.cols[1].push_i64(i);
+            b.rows += 1;
         }
-        let to: Vec<u32> = (0..10).map(|i| (i % 2) as u32).collect();
-        let (mut even, mut odd) = (BatchBuilder::new(&types), BatchBuilder::new(&types));
-        scatter(&block, &to, &mut [&mut even, &mut odd]);
-        let mut all = BatchBuilder::new(&types);
-        all.extend_from(&block);
-        block.clear();
-        assert_eq!((block.rows, block.cols[0].len()), (0, 0));
-        let show = |b: &mut BatchBuilder| {
-            let batch = b.finish(&schema).unwrap();
-            let s = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap();
-            let n = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap();
-            (0..batch.num_rows())
-                .map(|i| {
-                    let v = if s.is_null(i) { "-" } else { s.value(i) };
-                    format!("{v}:{}", n.value(i))
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        assert_eq!(show(&mut even), "-:0 v2:2 v4:4 -:6 v8:8");
-        assert_eq!(show(&mut odd), "v1:1 -:3 v5:5 v7:7 -:9");
+        let taken = b.take_reserving(50);
         assert_eq!(
-            show(&mut all),
-            "-:0 v1:1 v2:2 -:3 v4:4 v5:5 -:6 v7:7 v8:8 -:9"
+            (taken.rows, taken.cols[0].len(), taken.cols[1].len()),
+            (100, 100, 100)
         );
+        assert!(taken.cols[0].is_null(0) && !taken.cols[0].is_null(1));
+        assert_eq!((b.rows, b.cols[0].len()), (0, 0));
+        match &b.cols[0].values {
+            Values::Text { offsets, data } => {
+                assert!(offsets.capacity() >= 50 && data.capacity() >= 50 * 3);
+            }
+            v => panic!("{v:?}"),
+        }
+        assert!(b.cols[0].validity().is_none(), "nothing null yet");
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! The conversion pipeline: one CSV export → typed, pseudonymised, Hive-partitioned Parquet.
 //!
 //! Streams the decoded source through the tokenizer ([`crate::tokenize`]) and parses every value
-//! by the contract into blocks of rows (the common shapes through fast paths, everything else and
-//! every error by the general rules). A block's rows then move to their partitions' buffers, on
-//! the parsing thread or, with two threads or more, on a routing thread beside it. A buffer that
-//! makes a row group (a month of a sorted export) is encoded at once; small ones (a month spread
-//! over the whole file) are set aside in one spill file when the memory budget is reached,
-//! largest first, and each partition becomes one row group at the end, written by every thread
-//! ([`crate::writer`], [`crate::spill`]). Files are written into a staging folder and moved into
-//! place only when the whole file succeeded; the output is the same for any thread count. Owns
-//! the error policy (`reject_file`, `quarantine_rows`), the error report and the batch manifest.
+//! by the contract straight into the buffer of the row's partition (the common shapes through fast
+//! paths, everything else and every error by the general rules): the partition key is parsed
+//! first. A buffer is handed to the encoder when it makes a row group's worth (a month of a
+//! sorted export) or, largest first, when the buffers reach the memory budget (a month spread
+//! over the whole file); the encoder, on this thread or with two threads or more on encoder
+//! threads beside it, turns it into pages of the partition's open row group at once, and each
+//! partition becomes one row group at the end ([`crate::writer`], [`crate::chunk`]). Files are
+//! written into a staging folder and moved into place only when the whole file succeeded; the
+//! bytes are the same for any thread count, except that with thousands of partitions the row
+//! groups closed early to bound memory may fall differently (never the rows). Owns the error
+//! policy (`reject_file`, `quarantine_rows`), the error report and the batch manifest.
 //! It does not upload or announce.
 
 use std::collections::VecDeque;
@@ -21,24 +23,24 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use lakemesh_shared::names;
 use parquet::file::metadata::KeyValue;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::columns::{BatchBuilder, Column, body_schema, scatter};
+use crate::chunk::Compressor;
+use crate::columns::{BatchBuilder, Column, body_schema};
 use crate::contract::{ColumnType, Contract, OnError, Pii, Source, Transform};
 use crate::datefmt::{self, DateCache, DateFormat};
 use crate::decode::{self, DecodeError};
 use crate::parse::{self, Numeric};
 use crate::pii::{self, PseudonymKey};
-use crate::spill::{RowSpill, SpillArena};
+use crate::spill::SpillArena;
 use crate::tokenize::{Record, TokenizeError, Tokenizer};
 use crate::writer::{
-    EncodeError, Encoder, PartState, TableWriterSettings, WrittenFile, is_big, plain_columns,
-    writer_properties,
+    EncodeError, Encoder, PartitionWriter, TableWriterSettings, WrittenFile, is_big, partition_dir,
+    plain_columns, writer_properties,
 };
 
 /// How many located errors a report lists (the counts cover all of them).
@@ -244,8 +246,8 @@ struct PartBuf {
 }
 
 /// Share of the memory budget for rows waiting on the parsing side (counted bytes; vectors grow
-/// by doubling, so the allocation can be twice that). The rest: rows in flight to the encoder
-/// threads, the open row groups and their pages.
+/// by doubling, so the allocation can be twice that). The rest: the pages kept in memory
+/// ([`arena_cap`]) and the open row groups' dictionaries and page lists ([`state_cap`]).
 fn parse_budget(total: usize) -> usize {
     (total / 2).max(256 * 1024)
 }
@@ -255,15 +257,20 @@ fn arena_cap(total: usize) -> usize {
     (total / 4).max(1024 * 1024)
 }
 
-type WorkerResult = Result<Vec<(usize, PartState)>, EncodeError>;
-/// Every partition's encoding state, and the spill holding their set-aside rows.
-type EncoderParts = (Vec<(usize, PartState)>, Arc<RowSpill>);
-type Job = (usize, Arc<str>, RecordBatch);
+/// Bytes the open row groups of one encoder may hold (dictionaries, page lists) before the
+/// largest are written out early.
+fn state_cap(total: usize, encoders: usize) -> usize {
+    (total / 2 / encoders.max(1)).max(1024 * 1024)
+}
+
+/// The files of each partition, by partition id.
+type WorkerResult = Result<Vec<(usize, Vec<WrittenFile>)>, EncodeError>;
+type Job = (usize, Arc<str>, BatchBuilder);
 
 /// Where finished buffers go while the file is read: an encoder on this thread, or encoder
 /// threads beside it, each owning the partitions `id % threads == shard`.
 enum Sink {
-    Inline(Encoder),
+    Inline(Box<Encoder>),
     Threads(Shards),
 }
 
@@ -276,7 +283,6 @@ struct Shards {
 struct Backend {
     settings: Arc<TableWriterSettings>,
     arena: SpillArena,
-    spill: Arc<RowSpill>,
     sink: Sink,
 }
 
@@ -288,30 +294,31 @@ impl Backend {
         budget: usize,
     ) -> Result<Self, ConvertError> {
         let arena = SpillArena::new(staging.join("pages.spill"), arena_cap(budget));
-        let spill = Arc::new(RowSpill::new(staging.join("rows.spill")));
+        let encoders = threads.saturating_sub(1).max(1);
         let encoder = || {
             Encoder::new(
                 settings.clone(),
                 staging.to_path_buf(),
                 arena.clone(),
-                spill.clone(),
+                state_cap(budget, encoders),
             )
+            .map_err(encode_error)
         };
         let sink = if threads <= 1 {
-            Sink::Inline(encoder())
+            Sink::Inline(Box::new(encoder()?))
         } else {
             let mut senders = Vec::new();
             let mut handles = Vec::new();
-            for shard in 0..threads - 1 {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(2);
-                let mut enc = encoder();
+            for shard in 0..encoders {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(4);
+                let mut enc = encoder()?;
                 let h = std::thread::Builder::new()
                     .name(format!("encode-{shard}"))
                     .spawn(move || -> WorkerResult {
                         for (id, dir, batch) in rx {
                             enc.write(id, &dir, &batch)?;
                         }
-                        Ok(enc.into_parts())
+                        enc.finish()
                     })
                     .map_err(io_at(staging))?;
                 senders.push(tx);
@@ -322,12 +329,16 @@ impl Backend {
         Ok(Self {
             settings,
             arena,
-            spill,
             sink,
         })
     }
 
-    fn write(&mut self, id: usize, dir: &Arc<str>, batch: RecordBatch) -> Result<(), ConvertError> {
+    fn write(
+        &mut self,
+        id: usize,
+        dir: &Arc<str>,
+        batch: BatchBuilder,
+    ) -> Result<(), ConvertError> {
         match &mut self.sink {
             Sink::Inline(enc) => enc.write(id, dir, &batch).map_err(encode_error),
             Sink::Threads(s) => {
@@ -354,19 +365,18 @@ impl Backend {
         }
     }
 
-    /// Stops the encoders and returns every partition's state.
-    fn into_parts(self) -> Result<EncoderParts, ConvertError> {
-        let parts = match self.sink {
-            Sink::Inline(enc) => enc.into_parts(),
-            Sink::Threads(s) => s.join()?,
-        };
-        Ok((parts, self.spill))
+    /// Writes every open row group, closes the files and returns them by partition id.
+    fn finish(self) -> Result<Vec<(usize, Vec<WrittenFile>)>, ConvertError> {
+        match self.sink {
+            Sink::Inline(enc) => enc.finish().map_err(encode_error),
+            Sink::Threads(s) => s.join(),
+        }
     }
 }
 
 impl Shards {
     /// Closes the channels and waits for every encoder; the first error wins.
-    fn join(mut self) -> Result<Vec<(usize, PartState)>, ConvertError> {
+    fn join(mut self) -> Result<Vec<(usize, Vec<WrittenFile>)>, ConvertError> {
         self.senders.clear();
         let mut out = Vec::new();
         let mut first_err = None;
@@ -412,149 +422,8 @@ fn encode_error(e: EncodeError) -> ConvertError {
 /// A partition's folder, key values and files.
 type Finished = (String, Vec<(String, String)>, Vec<WrittenFile>);
 
-/// Rows parsed into one block before they move to their partitions' buffers.
-const BLOCK_ROWS: usize = 4096;
-
-/// Parsed rows on their way to partition buffers: values in row order, each row's partition and
-/// counted bytes, and the partitions first seen in this block.
-struct Block {
-    buf: BatchBuilder,
-    to: Vec<u32>,
-    bytes: Vec<u32>,
-    new_parts: Vec<NewPartition>,
-}
-
-/// A partition first seen in a block: its number, folder and key values.
-type NewPartition = (usize, Arc<str>, Vec<(String, String)>);
-
-impl Block {
-    fn new(types: &[ColumnType]) -> Self {
-        Self {
-            buf: BatchBuilder::new(types),
-            to: Vec::with_capacity(BLOCK_ROWS),
-            bytes: Vec::with_capacity(BLOCK_ROWS),
-            new_parts: Vec::new(),
-        }
-    }
-
-    fn clear(&mut self) {
-        self.buf.clear();
-        self.to.clear();
-        self.bytes.clear();
-    }
-}
-
-/// Where full blocks go: the router on this thread (one thread), or a routing thread beside the
-/// parsing one (two or more), which also encodes and sets rows aside while the file is read.
-enum Handoff {
-    Inline(Option<Box<Router>>),
-    Thread {
-        full: Option<std::sync::mpsc::SyncSender<Block>>,
-        empty: std::sync::mpsc::Receiver<Block>,
-        abort: Arc<std::sync::atomic::AtomicBool>,
-        handle: Option<std::thread::JoinHandle<Result<Vec<Finished>, ConvertError>>>,
-        types: Vec<ColumnType>,
-    },
-}
-
-impl Handoff {
-    fn start(router: Router, threads: usize) -> Result<Self, ConvertError> {
-        if threads <= 1 {
-            return Ok(Self::Inline(Some(Box::new(router))));
-        }
-        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Block>(2);
-        let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Block>(4);
-        let abort = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = abort.clone();
-        let types = router.types.clone();
-        let staging = router.staging.clone();
-        let mut router = router;
-        let handle = std::thread::Builder::new()
-            .name("route".into())
-            .spawn(move || -> Result<Vec<Finished>, ConvertError> {
-                for mut block in full_rx {
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(Vec::new());
-                    }
-                    router.absorb(&mut block)?;
-                    let _ = empty_tx.try_send(block);
-                }
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(Vec::new());
-                }
-                router.finish()
-            })
-            .map_err(io_at(&staging))?;
-        Ok(Self::Thread {
-            full: Some(full_tx),
-            empty: empty_rx,
-            abort,
-            handle: Some(handle),
-            types,
-        })
-    }
-
-    /// Hands a full block over; `block` comes back empty (a recycled one when threaded).
-    fn hand_over(&mut self, block: &mut Block) -> Result<(), ConvertError> {
-        match self {
-            Self::Inline(r) => r.as_mut().map_or(Ok(()), |r| r.absorb(block)),
-            Self::Thread {
-                full, empty, types, ..
-            } => {
-                let fresh = empty.try_recv().unwrap_or_else(|_| Block::new(types));
-                let b = std::mem::replace(block, fresh);
-                let sent = full.as_ref().is_some_and(|tx| tx.send(b).is_ok());
-                if sent {
-                    return Ok(());
-                }
-                // The routing thread stopped: it failed, and its error says why.
-                match self.join() {
-                    Err(e) => Err(e),
-                    Ok(_) => Err(ConvertError::Output {
-                        path: PathBuf::new(),
-                        message: "the routing thread stopped without an error".into(),
-                    }),
-                }
-            }
-        }
-    }
-
-    fn join(&mut self) -> Result<Vec<Finished>, ConvertError> {
-        match self {
-            Self::Inline(_) => Ok(Vec::new()),
-            Self::Thread { full, handle, .. } => {
-                full.take();
-                match handle.take().map(|h| h.join()) {
-                    Some(Ok(r)) => r,
-                    Some(Err(_)) => Err(ConvertError::Output {
-                        path: PathBuf::new(),
-                        message: "the routing thread panicked".into(),
-                    }),
-                    None => Ok(Vec::new()),
-                }
-            }
-        }
-    }
-
-    /// Writes every partition (see [`Router::finish`]).
-    fn finish(mut self) -> Result<Vec<Finished>, ConvertError> {
-        match &mut self {
-            Self::Inline(r) => r.take().map_or(Ok(Vec::new()), |r| r.finish()),
-            Self::Thread { .. } => self.join(),
-        }
-    }
-}
-
-impl Drop for Handoff {
-    /// A conversion that stops early (a rejected file) stops the routing thread and waits for
-    /// it before the staging folder is removed.
-    fn drop(&mut self) {
-        if let Self::Thread { abort, .. } = self {
-            abort.store(true, Ordering::Relaxed);
-            let _ = self.join();
-        }
-    }
-}
+/// Rows between two looks at the partition buffers (row groups to start, the budget).
+const CHECK_ROWS: u32 = 4096;
 
 /// The parsing side: partition buffers under a byte budget, and the encoders they drain into
 /// (started at the first hand-over, once the dictionary decision can be made from real rows).
@@ -569,9 +438,11 @@ struct Router {
     held: usize,
     parts: Vec<PartBuf>,
     types: Vec<ColumnType>,
-    /// Partitions a block fed, and which are listed (scratch).
+    /// Partitions fed since the last look, and which are listed.
     touched: Vec<usize>,
     marks: Vec<bool>,
+    /// Rows added since the last look.
+    since_check: u32,
     backend: Option<Backend>,
     ensure_one: bool,
 }
@@ -592,11 +463,14 @@ impl Router {
                     message,
                 },
             )?;
-            let settings = Arc::new(TableWriterSettings::new(
-                self.schema.clone(),
-                props,
-                &self.output,
-            ));
+            let settings = Arc::new(
+                TableWriterSettings::new(self.schema.clone(), props, &self.output).map_err(
+                    |message| ConvertError::Output {
+                        path: self.staging.clone(),
+                        message,
+                    },
+                )?,
+            );
             self.backend = Some(Backend::start(
                 settings,
                 &self.staging,
@@ -610,20 +484,18 @@ impl Router {
         Ok(b)
     }
 
-    fn take_batch(&mut self, i: usize) -> Result<Option<RecordBatch>, ConvertError> {
+    /// Takes partition `i`'s rows, leaving room for as many again within its share of the
+    /// budget.
+    fn take_batch(&mut self, i: usize) -> Option<BatchBuilder> {
+        let share = self.budget / self.parts.len().max(1);
         let part = &mut self.parts[i];
         if part.buf.rows == 0 {
-            return Ok(None);
+            return None;
         }
+        let keep = part.buf.rows.min(share * part.buf.rows / part.bytes.max(1));
         self.held -= part.bytes;
         part.bytes = 0;
-        part.buf
-            .finish(&self.schema)
-            .map(Some)
-            .map_err(|e| ConvertError::Output {
-                path: self.staging.join(&*part.dir),
-                message: e.to_string(),
-            })
+        Some(part.buf.take_reserving(keep))
     }
 
     /// Hands partition `i`'s rows to the encoder.
@@ -632,52 +504,53 @@ impl Router {
             return Ok(());
         }
         self.backend()?;
-        let Some(batch) = self.take_batch(i)? else {
+        let Some(batch) = self.take_batch(i) else {
             return Ok(());
         };
         let dir = self.parts[i].dir.clone();
         self.backend()?.write(i, &dir, batch)
     }
 
-    /// Moves a block of parsed rows into their partitions' buffers (registering the partitions
-    /// it introduces); hands buffers over when they make a row group or the budget is exceeded
-    /// (largest first, down to three quarters of the budget). The block is left empty, its
-    /// allocation kept for the next one.
-    fn absorb(&mut self, block: &mut Block) -> Result<(), ConvertError> {
-        for (id, dir, values) in block.new_parts.drain(..) {
-            debug_assert_eq!(id, self.parts.len(), "partitions are numbered in order");
-            self.parts.push(PartBuf {
-                dir,
-                values,
-                buf: BatchBuilder::new(&self.types),
-                bytes: 0,
-            });
+    /// Registers a new partition: its folder and key values; returns its number.
+    fn add_part(&mut self, dir: Arc<str>, values: Vec<(String, String)>) -> usize {
+        self.parts.push(PartBuf {
+            dir,
+            values,
+            buf: BatchBuilder::new(&self.types),
+            bytes: 0,
+        });
+        self.marks.push(false);
+        self.parts.len() - 1
+    }
+
+    /// The buffer rows of partition `i` are parsed into.
+    fn buf(&mut self, i: usize) -> &mut BatchBuilder {
+        &mut self.parts[i].buf
+    }
+
+    /// Counts a complete row appended to partition `i`'s buffer (`bytes` against the budget);
+    /// every [`CHECK_ROWS`] rows, looks at the buffers.
+    #[inline]
+    fn row_added(&mut self, i: usize, bytes: usize) -> Result<(), ConvertError> {
+        let p = &mut self.parts[i];
+        p.buf.rows += 1;
+        p.bytes += bytes;
+        self.held += bytes;
+        if !self.marks[i] {
+            self.marks[i] = true;
+            self.touched.push(i);
         }
-        let n = block.buf.rows;
-        if n == 0 {
-            return Ok(());
+        self.since_check += 1;
+        if self.since_check >= CHECK_ROWS {
+            self.check()?;
         }
-        let first = block.to[0];
-        if block.to.iter().all(|&t| t == first) {
-            // a sorted export: the whole block goes to one partition
-            self.parts[first as usize].buf.extend_from(&block.buf);
-        } else {
-            let mut dst: Vec<&mut BatchBuilder> =
-                self.parts.iter_mut().map(|p| &mut p.buf).collect();
-            scatter(&block.buf, &block.to, &mut dst);
-        }
-        self.touched.clear();
-        self.marks.resize(self.parts.len(), false);
-        for (&t, &b) in block.to.iter().zip(&block.bytes) {
-            let t = t as usize;
-            if !self.marks[t] {
-                self.marks[t] = true;
-                self.touched.push(t);
-            }
-            self.parts[t].bytes += b as usize;
-            self.held += b as usize;
-        }
-        block.clear();
+        Ok(())
+    }
+
+    /// Hands buffers over when they make a row group or the budget is exceeded (largest
+    /// first).
+    fn check(&mut self) -> Result<(), ConvertError> {
+        self.since_check = 0;
         for k in 0..self.touched.len() {
             let i = self.touched[k];
             self.marks[i] = false;
@@ -685,8 +558,11 @@ impl Router {
                 self.flush(i)?;
             }
         }
+        self.touched.clear();
+        // Over the budget, the largest buffers go, one at a time, until it holds again: a few
+        // batches per look, which encoder threads take while this one parses on.
         if self.held > self.budget {
-            while self.held > self.budget / 4 * 3 {
+            while self.held > self.budget {
                 let Some((j, _)) = self.parts.iter().enumerate().max_by_key(|(_, p)| p.bytes)
                 else {
                     break;
@@ -700,87 +576,36 @@ impl Router {
         Ok(())
     }
 
-    /// Writes every partition: what the encoders hold, what they set aside and what is still
-    /// buffered here, largest first on `threads` threads.
+    /// Writes every partition: what is still buffered here goes to the encoders, which write
+    /// their open row groups and close the files.
     fn finish(mut self) -> Result<Vec<Finished>, ConvertError> {
         if self.parts.is_empty() && self.ensure_one {
-            self.parts.push(PartBuf {
-                dir: Arc::from(""),
-                values: Vec::new(),
-                buf: BatchBuilder::new(&[]),
-                bytes: 0,
-            });
+            self.add_part(Arc::from(""), Vec::new());
         }
         self.backend()?;
+        for i in 0..self.parts.len() {
+            self.flush(i)?;
+        }
         let Some(backend) = self.backend.take() else {
             unreachable!("started above")
         };
         let settings = backend.settings.clone();
         let arena = backend.arena.clone();
-        let (states, spill) = backend.into_parts()?;
-        log::debug!(
-            "{} bytes of rows set aside, {} bytes of pages spilled",
-            spill.bytes(),
-            arena.spilled_bytes()
-        );
-        let mut slots: Vec<Option<PartState>> = (0..self.parts.len()).map(|_| None).collect();
-        for (id, s) in states {
-            slots[id] = Some(s);
+        let mut done = backend.finish()?;
+        log::debug!("{} bytes of pages spilled", arena.spilled_bytes());
+        if self.ensure_one && done.iter().all(|(_, files)| files.is_empty()) {
+            // no rows at all: one empty, typed file
+            let mut comp = Compressor::new(settings.codec).map_err(|e| ConvertError::Output {
+                path: self.staging.clone(),
+                message: e.to_string(),
+            })?;
+            let w = PartitionWriter::new(partition_dir(&self.staging, ""), settings, arena);
+            let files = w
+                .finish(&mut comp, true)
+                .map_err(io_at(&self.staging.join("data")))?;
+            done.retain(|(i, _)| *i != 0);
+            done.push((0, files));
         }
-        let mut tasks = Vec::with_capacity(self.parts.len());
-        for (i, slot) in slots.into_iter().enumerate() {
-            let rest = self.take_batch(i)?;
-            let state = slot.unwrap_or_else(|| {
-                let mut dir = self.staging.join("data");
-                if !self.parts[i].dir.is_empty() {
-                    dir.push(&*self.parts[i].dir);
-                }
-                PartState::new(dir, settings.clone(), arena.clone())
-            });
-            let weight = state.weight() + rest.as_ref().map_or(0, |b| b.get_array_memory_size());
-            tasks.push((weight, i, state, rest));
-        }
-        tasks.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let ensure_one = self.ensure_one;
-        let run = |(_, i, state, rest): (usize, usize, PartState, Option<RecordBatch>)| {
-            state
-                .finish(&spill, rest.as_ref(), ensure_one)
-                .map(|files| (i, files))
-                .map_err(encode_error)
-        };
-        let done: Vec<(usize, Vec<WrittenFile>)> = if self.threads <= 1 || tasks.len() <= 1 {
-            tasks.into_iter().map(run).collect::<Result<_, _>>()?
-        } else {
-            let queue = std::sync::Mutex::new(VecDeque::from(tasks));
-            let results = std::sync::Mutex::new(Vec::new());
-            std::thread::scope(|s| {
-                for _ in 0..self.threads {
-                    s.spawn(|| {
-                        loop {
-                            let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                            let Some(task) = next else { break };
-                            let r = run(task);
-                            let failed = r.is_err();
-                            if let Ok(mut res) = results.lock() {
-                                res.push(r);
-                            }
-                            if failed {
-                                // stop the others too: the conversion has failed
-                                if let Ok(mut q) = queue.lock() {
-                                    q.clear();
-                                }
-                                break;
-                            }
-                        }
-                    });
-                }
-            });
-            results
-                .into_inner()
-                .unwrap_or_default()
-                .into_iter()
-                .collect::<Result<_, _>>()?
-        };
         let mut out: Vec<Finished> = done
             .into_iter()
             .map(|(i, files)| {
@@ -893,7 +718,8 @@ fn run(
     started: Instant,
 ) -> Result<ConvertReport, ConvertError> {
     let csv_cfg = &contract.csv;
-    let mut rdr = Tokenizer::new(&mut decoded.reader, decoded.delimiter, csv_cfg.quote);
+    let mut rdr = Tokenizer::new(&mut decoded.reader, decoded.delimiter, csv_cfg.quote)
+        .check_utf8(decoded.check_utf8);
     let line_offset = decoded.lines_skipped;
     let mut errors = Errors {
         list: Vec::new(),
@@ -1024,17 +850,11 @@ fn run(
         types: body_types.clone(),
         touched: Vec::new(),
         marks: Vec::new(),
+        since_check: 0,
         backend: None,
         ensure_one,
     };
-    // The routing side encodes with one thread fewer when it has one of its own.
-    let threads = opts.threads.max(1);
     let mut router = router;
-    if threads > 1 {
-        router.threads = threads - 1;
-    }
-    let mut handoff = Handoff::start(router, threads)?;
-    let mut block = Block::new(&body_types);
     // Partitions by key, and by folder (two keys can name one folder).
     let mut index: FxHashMap<Box<[u8]>, usize> = FxHashMap::default();
     let mut dirs: FxHashMap<String, usize> = FxHashMap::default();
@@ -1172,8 +992,9 @@ fn run(
         } else {
             // Pass-through UTF-8 is checked once per record; only a bad record is checked
             // field by field, to say which value is wrong.
-            let check_fields =
-                decoded.check_utf8 && std::str::from_utf8(record.as_slice()).is_err();
+            let check_fields = decoded.check_utf8
+                && !record.known_utf8()
+                && std::str::from_utf8(record.as_slice()).is_err();
             let mut field_error = |p: &FieldPlan, raw: &[u8], reason: String| {
                 errors.push(RowError {
                     line,
@@ -1209,7 +1030,7 @@ fn run(
                 None
             } else if part_plans.is_empty() {
                 if nparts == 0 {
-                    block.new_parts.push((0, Arc::from(""), Vec::new()));
+                    router.add_part(Arc::from(""), Vec::new());
                     nparts = 1;
                 }
                 Some(0)
@@ -1260,9 +1081,8 @@ fn run(
                             let i = match dirs.get(dir.as_str()) {
                                 Some(&i) => i,
                                 None => {
-                                    let i = nparts;
+                                    let i = router.add_part(Arc::from(dir.as_str()), values);
                                     nparts += 1;
-                                    block.new_parts.push((i, Arc::from(dir.as_str()), values));
                                     dirs.insert(dir, i);
                                     i
                                 }
@@ -1281,7 +1101,7 @@ fn run(
             };
             // Every value, into the partition's buffer (or a scratch row when the row cannot
             // be written anyway).
-            let mut target = pi.map(|_| &mut block.buf);
+            let mut target = pi.map(|i| router.buf(i));
             let mut text = 0usize;
             for (pi, p) in plans.iter().enumerate() {
                 let raw = &record[p.src];
@@ -1332,12 +1152,7 @@ fn run(
             match (pi, bad) {
                 (Some(i), false) => {
                     rows_written += 1;
-                    block.buf.rows += 1;
-                    block.to.push(i as u32);
-                    block.bytes.push((fixed_row_bytes + text) as u32);
-                    if block.buf.rows >= BLOCK_ROWS {
-                        handoff.hand_over(&mut block)?;
-                    }
+                    router.row_added(i, fixed_row_bytes + text)?;
                 }
                 _ => {
                     if let Some(t) = target {
@@ -1367,9 +1182,6 @@ fn run(
                 doomed = true;
             }
         }
-    }
-    if !block.new_parts.is_empty() || block.buf.rows > 0 {
-        handoff.hand_over(&mut block)?;
     }
     if let Some(p) = &opts.progress {
         p(decoded.bytes_read.load(Ordering::Relaxed));
@@ -1404,7 +1216,7 @@ fn run(
 
     let phase1 = started.elapsed().as_secs_f64();
     log::debug!("read and parsed in {phase1:.2} s, {nparts} partitions");
-    let written = handoff.finish()?;
+    let written = router.finish()?;
     log::debug!(
         "last rows encoded in {:.2} s",
         started.elapsed().as_secs_f64() - phase1

@@ -10,6 +10,7 @@
 pub mod announce;
 pub mod backoff;
 pub mod check;
+pub mod chunk;
 pub mod columns;
 pub mod config;
 pub mod contract;

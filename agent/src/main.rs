@@ -53,10 +53,10 @@ enum Command {
         /// Pseudonym key file (0600) for pii = "hmac" columns (default: the config's).
         #[arg(long)]
         key_file: Option<PathBuf>,
-        /// Threads (the final encoding runs partitions in parallel); 0 = one per core.
+        /// Threads (one parses, the others encode); 0 = one per core.
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Memory for buffered values before they are written or spilled, in MiB.
+        /// Memory for rows waiting to be encoded, pages and open row groups, in MiB.
         #[arg(long, default_value_t = 64)]
         memory_mib: usize,
         /// Never draw a progress bar.

@@ -1,16 +1,13 @@
-//! Spill files of the staging folder: rows waiting for the end of the file, and the encoded
-//! pages of the row group being written.
+//! The page spill of the staging folder: compressed pages of open row groups.
 //!
 //! Rows of a month may be spread over the whole export, and a row group (hence a file) can only
 //! be written once its rows are all known; holding them all in memory makes memory grow with the
-//! input, as every peer converter does. Two stores keep memory bounded instead:
-//! - [`RowSpill`]: buffered rows of partitions too small to be written yet, appended to one file
-//!   as Arrow IPC segments and read back when the partition is written at the end;
-//! - [`SpillArena`]: the Parquet writer's [`PageStore`]: a row group's compressed pages stay on
-//!   the heap under a cap and go to a spill file beyond it until the row group is complete, so a
-//!   row group of any size costs bounded memory.
+//! input, as every peer converter does. Instead, rows become compressed pages as they arrive
+//! ([`crate::chunk`]) and the pages wait in a [`SpillArena`]: on the heap under a cap, in one
+//! spill file beyond it, until their row group is written. A row group of any size, and any
+//! number of them open at once, costs bounded memory.
 //!
-//! It owns these files and nothing else: it knows nothing of partitions, rows' meaning or Parquet
+//! It owns this file and nothing else: it knows nothing of partitions, rows' meaning or Parquet
 //! layout.
 
 use std::fs::File;
@@ -18,145 +15,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use arrow_array::RecordBatch;
-use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::StreamWriter;
-use arrow_schema::ArrowError;
 use bytes::Bytes;
-use parquet::arrow::arrow_writer::{PageKey, PageStore, PageStoreArgs, PageStoreFactory};
+use parquet::arrow::arrow_writer::{PageKey, PageStore};
 use parquet::errors::{ParquetError, Result};
-
-/// Where one spilled batch lies in a [`RowSpill`] file.
-#[derive(Debug, Clone, Copy)]
-pub struct Segment {
-    offset: u64,
-    len: usize,
-}
-
-impl Segment {
-    /// Bytes it takes in the file.
-    pub fn bytes(&self) -> usize {
-        self.len
-    }
-}
-
-#[derive(Debug)]
-struct RowSpillFile {
-    file: Option<File>,
-    end: u64,
-}
-
-/// Rows set aside until the end of the conversion: one append-only file of Arrow IPC segments,
-/// shared by every thread (appends take a lock; reads are positioned and lock-free). Removed
-/// when dropped.
-#[derive(Debug)]
-pub struct RowSpill {
-    path: PathBuf,
-    state: Mutex<RowSpillFile>,
-    reader: std::sync::OnceLock<File>,
-}
-
-/// A spill file error: the path and what happened.
-#[derive(Debug, thiserror::Error)]
-#[error("spill file {}: {source}", .path.display())]
-pub struct SpillError {
-    pub path: PathBuf,
-    pub source: std::io::Error,
-}
-
-impl RowSpill {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            state: Mutex::new(RowSpillFile { file: None, end: 0 }),
-            reader: std::sync::OnceLock::new(),
-        }
-    }
-
-    fn err(&self, source: std::io::Error) -> SpillError {
-        SpillError {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    fn arrow_err(&self, e: ArrowError) -> SpillError {
-        self.err(std::io::Error::other(e))
-    }
-
-    /// Appends a batch; returns where it lies.
-    pub fn append(&self, batch: &RecordBatch) -> std::result::Result<Segment, SpillError> {
-        let mut bytes = Vec::with_capacity(batch.get_array_memory_size() + 4096);
-        {
-            let mut w = StreamWriter::try_new(&mut bytes, &batch.schema())
-                .map_err(|e| self.arrow_err(e))?;
-            w.write(batch).map_err(|e| self.arrow_err(e))?;
-            w.finish().map_err(|e| self.arrow_err(e))?;
-        }
-        let mut s = self
-            .state
-            .lock()
-            .map_err(|_| self.err(std::io::Error::other("spill lock poisoned")))?;
-        if s.file.is_none() {
-            let f = File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&self.path)
-                .map_err(|e| self.err(e))?;
-            s.file = Some(f);
-        }
-        let offset = s.end;
-        let Some(f) = s.file.as_ref() else {
-            unreachable!("opened above")
-        };
-        f.write_all_at(&bytes, offset).map_err(|e| self.err(e))?;
-        s.end += bytes.len() as u64;
-        Ok(Segment {
-            offset,
-            len: bytes.len(),
-        })
-    }
-
-    /// Reads a spilled batch back.
-    pub fn read(&self, seg: Segment) -> std::result::Result<RecordBatch, SpillError> {
-        let f = match self.reader.get() {
-            Some(f) => f,
-            None => {
-                let f = File::open(&self.path).map_err(|e| self.err(e))?;
-                self.reader.get_or_init(|| f)
-            }
-        };
-        let mut buf = vec![0u8; seg.len];
-        f.read_exact_at(&mut buf, seg.offset)
-            .map_err(|e| self.err(e))?;
-        let mut r = StreamReader::try_new(std::io::Cursor::new(buf), None)
-            .map_err(|e| self.arrow_err(e))?;
-        match r.next() {
-            Some(b) => b.map_err(|e| self.arrow_err(e)),
-            None => Err(self.err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("no batch at offset {}", seg.offset),
-            ))),
-        }
-    }
-
-    /// Bytes spilled so far.
-    pub fn bytes(&self) -> u64 {
-        self.state.lock().map_or(0, |s| s.end)
-    }
-}
-
-impl Drop for RowSpill {
-    fn drop(&mut self) {
-        if let Ok(s) = self.state.get_mut()
-            && s.file.take().is_some()
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
 
 /// The spill file and the count of page bytes resident in memory, shared by every page store of
 /// one encoder.
@@ -169,7 +30,7 @@ struct ArenaState {
     spilled_total: u64,
 }
 
-/// A page arena: the [`PageStoreFactory`] given to the Parquet writers of one encoder.
+/// A page arena shared by the chunks of every encoder of one conversion.
 #[derive(Debug, Clone)]
 pub struct SpillArena {
     state: Arc<Mutex<ArenaState>>,
@@ -189,6 +50,15 @@ impl SpillArena {
                 spilled_total: 0,
             })),
             cap: resident_cap,
+        }
+    }
+
+    /// A store for the pages of one column chunk.
+    pub fn store(&self) -> ArenaStore {
+        ArenaStore {
+            arena: self.clone(),
+            slots: Vec::new(),
+            resident: 0,
         }
     }
 
@@ -236,7 +106,7 @@ enum Slot {
 }
 
 /// The pages of one column chunk.
-struct ArenaStore {
+pub struct ArenaStore {
     arena: SpillArena,
     slots: Vec<Slot>,
     resident: usize,
@@ -327,26 +197,12 @@ impl Drop for ArenaStore {
     }
 }
 
-impl PageStoreFactory for SpillArena {
-    fn create(&self, _args: &PageStoreArgs<'_>) -> Result<Box<dyn PageStore>> {
-        Ok(Box::new(ArenaStore {
-            arena: self.clone(),
-            slots: Vec::new(),
-            resident: 0,
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn store(arena: &SpillArena) -> ArenaStore {
-        ArenaStore {
-            arena: arena.clone(),
-            slots: Vec::new(),
-            resident: 0,
-        }
+        arena.store()
     }
 
     #[test]
@@ -370,34 +226,6 @@ mod tests {
         assert!(spill.exists());
         drop((a, b, arena));
         assert!(!spill.exists(), "the spill file goes with the arena");
-    }
-
-    #[test]
-    fn spilled_rows_come_back_in_any_order() {
-        use arrow_array::{Int32Array, StringArray};
-        let dir = tempfile::tempdir().unwrap();
-        let spill = RowSpill::new(dir.path().join("rows.spill"));
-        let batch = |n: i32| {
-            RecordBatch::try_from_iter([
-                (
-                    "a",
-                    std::sync::Arc::new(Int32Array::from(vec![n, n + 1])) as _,
-                ),
-                (
-                    "b",
-                    std::sync::Arc::new(StringArray::from(vec![Some("x"), None])) as _,
-                ),
-            ])
-            .unwrap()
-        };
-        let s1 = spill.append(&batch(1)).unwrap();
-        let s2 = spill.append(&batch(10)).unwrap();
-        assert_eq!(spill.read(s2).unwrap(), batch(10));
-        assert_eq!(spill.read(s1).unwrap(), batch(1));
-        let path = dir.path().join("rows.spill");
-        assert!(path.exists());
-        drop(spill);
-        assert!(!path.exists(), "the spill file goes with the spill");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub struct Record {
     buf: Vec<u8>,
     bounds: Vec<(u32, u32)>,
     line: u64,
+    utf8: bool,
 }
 
 impl Record {
@@ -49,6 +50,12 @@ impl Record {
     /// 1-based line of the record's first byte.
     pub fn line(&self) -> u64 {
         self.line
+    }
+
+    /// Whether the tokenizer already found every byte of the record to be valid UTF-8 (see
+    /// [`Tokenizer::check_utf8`]); false means not known, not invalid.
+    pub fn known_utf8(&self) -> bool {
+        self.utf8
     }
 
     /// Field `i`.
@@ -118,6 +125,12 @@ pub struct Tokenizer<R> {
     delim: u8,
     quote: u8,
     extra: Vec<u8>,
+    /// Whether to check UTF-8 as bytes arrive ([`Tokenizer::check_utf8`]).
+    check_utf8: bool,
+    /// `buf[pos..utf8_to]` is known to be valid UTF-8: checked in large runs as bytes arrive,
+    /// which costs far less than checking record by record. The check stops at a bad byte and
+    /// starts again after the record holding it.
+    utf8_to: usize,
 }
 
 /// How far the parse of a record got.
@@ -179,6 +192,29 @@ impl<R: Read> Tokenizer<R> {
             delim,
             quote,
             extra: Vec::new(),
+            check_utf8: false,
+            utf8_to: 0,
+        }
+    }
+
+    /// Checks the input for UTF-8 as it is read: records wholly inside checked text are marked
+    /// ([`Record::known_utf8`]) so that callers skip their own check.
+    pub fn check_utf8(mut self, on: bool) -> Self {
+        self.check_utf8 = on;
+        self
+    }
+
+    /// Extends the checked run as far as the buffered bytes allow (a character cut by the end of
+    /// the buffer waits for the rest; a bad byte stops the run).
+    fn advance_utf8(&mut self) {
+        if !self.check_utf8 {
+            return;
+        }
+        self.utf8_to = self.utf8_to.max(self.pos);
+        let from = self.utf8_to;
+        match std::str::from_utf8(&self.buf[from..self.end]) {
+            Ok(_) => self.utf8_to = self.end,
+            Err(e) => self.utf8_to = from + e.valid_up_to(),
         }
     }
 
@@ -195,6 +231,7 @@ impl<R: Read> Tokenizer<R> {
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
+            self.utf8_to = self.utf8_to.saturating_sub(self.pos);
             self.pos = 0;
         }
         if self.end == self.buf.len() {
@@ -212,6 +249,7 @@ impl<R: Read> Tokenizer<R> {
                 }
                 Ok(n) => {
                     self.end += n;
+                    self.advance_utf8();
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -266,8 +304,13 @@ impl<R: Read> Tokenizer<R> {
                         }
                     }
                     rec.line = self.line;
+                    rec.utf8 = self.check_utf8 && end <= self.utf8_to;
                     self.line += newlines;
                     self.pos = next;
+                    if self.check_utf8 && self.utf8_to < self.pos {
+                        // past a bad byte: check again from here
+                        self.advance_utf8();
+                    }
                     return Ok(true);
                 }
                 Parsed::NeedMore => {
@@ -594,5 +637,45 @@ mod tests {
             assert_eq!(&all[r], &rec[i]);
         }
         assert_eq!(&rec[1], b"d\"e");
+    }
+
+    /// Hands out a few bytes per read, so that characters and records straddle refills.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn records_in_checked_text_are_known_utf8_and_a_bad_byte_only_taints_its_record() {
+        let input = b"\xc3\xa91,a\nb,\xff\nc,\"d\xc3\xa9\"\"e\"\nf,g".to_vec();
+        for step in [1, 2, 3, 7, 1 << 20] {
+            let mut t = Tokenizer::new(Trickle(&input, step), b',', b'"').check_utf8(true);
+            let mut rec = Record::new();
+            let mut known = Vec::new();
+            while t.read_record(&mut rec).unwrap() {
+                known.push(rec.known_utf8());
+                assert_eq!(
+                    rec.known_utf8(),
+                    std::str::from_utf8(rec.as_slice()).is_ok(),
+                    "read {step} bytes at a time: {rec:?}"
+                );
+            }
+            assert_eq!(
+                known,
+                [true, false, true, true],
+                "read {step} bytes at a time"
+            );
+        }
+        // off unless asked for: nothing is claimed
+        let mut t = Tokenizer::new(&input[..], b',', b'"');
+        let mut rec = Record::new();
+        assert!(t.read_record(&mut rec).unwrap());
+        assert!(!rec.known_utf8());
     }
 }

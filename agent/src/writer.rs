@@ -1,45 +1,34 @@
 //! Parquet files of partitions: writer properties, row-group and file rolling, output hashing.
 //!
-//! Owns how record batches routed to Hive partitions become `part-*.parquet` files of bounded
-//! size with large, bounded row groups, zstd or snappy, chunk statistics and a SHA-256 of every
-//! byte written; which columns are dictionary-encoded; and the [`Encoder`] that decides, batch
-//! by batch, whether rows join an open row group or wait in the spill for the end. An open row
-//! group costs a page buffer and a compressor per column, so only a few are open at once, and
-//! their finished pages wait in a [`SpillArena`]. Files are opened only while bytes are written
-//! to them, so thousands of partitions never exhaust file handles. It does not decide partitions
-//! or parse CSV.
+//! Owns how the rows routed to Hive partitions become `part-*.parquet` files of bounded size
+//! with large, bounded row groups, zstd or snappy, chunk statistics and a SHA-256 of every byte
+//! written; which columns are dictionary-encoded; and the [`Encoder`] that turns each batch of a
+//! partition into pages of its open row group at once ([`crate::chunk`]). An open row group
+//! costs its dictionaries and page list only (the pages wait, compressed, in a [`SpillArena`]),
+//! so every partition keeps one open until the end and becomes one row group, however its rows
+//! are spread over the export; past a memory cap, the row groups holding the most are closed
+//! early. Files are opened only while bytes are written to them, so thousands of partitions
+//! never exhaust file handles. It does not decide partitions or parse CSV.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
 use parquet::basic::{Compression as PqCompression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
-use parquet::schema::types::ColumnPath;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use rustc_hash::FxHashSet;
 use sha2::{Digest, Sha256};
 
+use crate::chunk::{ChunkWriter, Compressor};
 use crate::columns::{BatchBuilder, Values};
 use crate::contract::{Compression, OutputSettings};
-use crate::spill::{RowSpill, Segment, SpillArena};
-
-/// Uncompressed size at which a data page is closed. Small pages keep the memory of many open
-/// row groups low (each column of each open partition buffers up to one page) and cost little
-/// compression with zstd.
-pub const DATA_PAGE_BYTES: usize = 256 * 1024;
-/// A dictionary larger than this falls back to plain encoding for the rest of the chunk.
-pub const DICTIONARY_PAGE_BYTES: usize = 256 * 1024;
-/// Values per page at most (dictionary indices are buffered unencoded until the page closes).
-pub const DATA_PAGE_ROWS: usize = 20_000;
-/// Values the writer encodes at a time.
-const WRITE_BATCH_ROWS: usize = 8192;
+use crate::spill::SpillArena;
 
 /// Writes to a file that is open only while bytes flow: `flush` closes it, the next `write`
 /// reopens it for appending. Hashes and counts every byte.
@@ -169,10 +158,6 @@ pub fn writer_properties(
         .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_dictionary_enabled(true)
-        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
-        .set_data_page_size_limit(DATA_PAGE_BYTES)
-        .set_data_page_row_count_limit(DATA_PAGE_ROWS)
-        .set_write_batch_size(WRITE_BATCH_ROWS)
         .set_max_row_group_row_count(None)
         .set_max_row_group_bytes(None)
         .set_created_by(format!("lakemesh-agent {}", env!("CARGO_PKG_VERSION")))
@@ -184,36 +169,56 @@ pub fn writer_properties(
 }
 
 /// Settings every partition writer of one table shares.
-#[derive(Clone)]
 pub struct TableWriterSettings {
-    pub schema: SchemaRef,
-    pub props: WriterProperties,
+    pub props: Arc<WriterProperties>,
+    pub parquet: SchemaDescriptor,
+    /// Per column: whether a dictionary is tried.
+    pub dictionary: Vec<bool>,
+    pub codec: PqCompression,
     pub row_group_bytes: u64,
     pub target_file_bytes: u64,
 }
 
 impl TableWriterSettings {
-    pub fn new(schema: SchemaRef, props: WriterProperties, out: &OutputSettings) -> Self {
-        Self {
-            schema,
-            props,
+    /// Settings for `schema` (its Arrow form is kept in the files' metadata, as readers expect).
+    pub fn new(
+        schema: SchemaRef,
+        mut props: WriterProperties,
+        out: &OutputSettings,
+    ) -> Result<Self, String> {
+        let parquet = ArrowSchemaConverter::new()
+            .with_coerce_types(props.coerce_types())
+            .convert(&schema)
+            .map_err(|e| e.to_string())?;
+        add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+        let dictionary = (0..parquet.num_columns())
+            .map(|i| props.dictionary_enabled(parquet.column(i).path()))
+            .collect();
+        let codec = props.compression(&ColumnPath::from(""));
+        Ok(Self {
+            props: Arc::new(props),
+            parquet,
+            dictionary,
+            codec,
             row_group_bytes: out.row_group_bytes,
             target_file_bytes: out.target_file_bytes,
-        }
+        })
     }
 }
 
 struct OpenFile {
-    writer: ArrowWriter<ParkingFile>,
+    writer: SerializedFileWriter<ParkingFile>,
     path: PathBuf,
     rows: u64,
 }
 
-/// The files of one partition, rolled by size.
+/// The files of one partition, rolled by size, and its open row group.
 pub struct PartitionWriter {
     dir: PathBuf,
     settings: Arc<TableWriterSettings>,
     arena: SpillArena,
+    chunks: Vec<ChunkWriter>,
+    rows: u64,
     current: Option<OpenFile>,
     next_seq: u32,
     pub files: Vec<WrittenFile>,
@@ -225,6 +230,8 @@ impl PartitionWriter {
             dir,
             settings,
             arena,
+            chunks: Vec::new(),
+            rows: 0,
             current: None,
             next_seq: 0,
             files: Vec::new(),
@@ -234,14 +241,11 @@ impl PartitionWriter {
     fn open(&mut self) -> io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let path = self.dir.join(format!("part-{}.parquet.tmp", self.next_seq));
-        let options = ArrowWriterOptions::new()
-            .with_properties(self.settings.props.clone())
-            .with_page_store_factory(Arc::new(self.arena.clone()));
         // The magic bytes wait in the writer's buffer: the file is opened when a row group ends.
-        let writer = ArrowWriter::try_new_with_options(
+        let writer = SerializedFileWriter::new(
             ParkingFile::create(path.clone())?,
-            self.settings.schema.clone(),
-            options,
+            self.settings.parquet.root_schema_ptr(),
+            self.settings.props.clone(),
         )
         .map_err(io::Error::other)?;
         self.current = Some(OpenFile {
@@ -252,10 +256,55 @@ impl PartitionWriter {
         Ok(())
     }
 
-    /// Appends a batch; closes the row group above the row-group size and the file above the
-    /// target size.
-    pub fn write(&mut self, batch: &RecordBatch) -> io::Result<()> {
-        if batch.num_rows() == 0 {
+    /// Appends a batch to the open row group (as pages); ends the row group above the row-group
+    /// size.
+    pub fn write(&mut self, batch: &BatchBuilder, comp: &mut Compressor) -> io::Result<()> {
+        if batch.rows == 0 {
+            return Ok(());
+        }
+        if self.chunks.is_empty() {
+            let s = &self.settings;
+            for (i, col) in batch.cols.iter().enumerate() {
+                let chunk = ChunkWriter::new(
+                    s.parquet.column(i),
+                    &col.values,
+                    s.codec,
+                    s.dictionary[i],
+                    &self.arena,
+                )
+                .map_err(io::Error::other)?;
+                self.chunks.push(chunk);
+            }
+        }
+        for (chunk, col) in self.chunks.iter_mut().zip(&batch.cols) {
+            chunk.write(col, comp).map_err(io::Error::other)?;
+        }
+        self.rows += batch.rows as u64;
+        let size: u64 = self
+            .chunks
+            .iter()
+            .map(ChunkWriter::uncompressed_bytes)
+            .sum();
+        if size >= self.settings.row_group_bytes {
+            self.end_row_group(comp)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a row group is open.
+    pub fn has_open_row_group(&self) -> bool {
+        !self.chunks.is_empty()
+    }
+
+    /// Memory the open row group holds (dictionaries, page lists).
+    pub fn memory_bytes(&self) -> usize {
+        self.chunks.iter().map(ChunkWriter::memory_bytes).sum()
+    }
+
+    /// Writes the open row group (if any) to the file, parks the file, and rolls it when it
+    /// reached its target size.
+    pub fn end_row_group(&mut self, comp: &mut Compressor) -> io::Result<()> {
+        if self.chunks.is_empty() {
             return Ok(());
         }
         if self.current.is_none() {
@@ -264,37 +313,15 @@ impl PartitionWriter {
         let Some(f) = self.current.as_mut() else {
             unreachable!("opened above")
         };
-        f.writer.write(batch).map_err(io::Error::other)?;
-        f.rows += batch.num_rows() as u64;
-        if f.writer.in_progress_size() as u64 >= self.settings.row_group_bytes {
-            self.end_row_group()?;
+        let mut rg = f.writer.next_row_group().map_err(io::Error::other)?;
+        for chunk in self.chunks.drain(..) {
+            let (bytes, close) = chunk.finish(comp).map_err(io::Error::other)?;
+            rg.append_column(&bytes, close).map_err(io::Error::other)?;
         }
-        Ok(())
-    }
-
-    /// Whether a row group is open (rows written but not yet flushed to the file).
-    pub fn has_open_row_group(&self) -> bool {
-        self.in_progress_rows() > 0
-    }
-
-    /// Rows of the open row group.
-    pub fn in_progress_rows(&self) -> usize {
-        self.current
-            .as_ref()
-            .map_or(0, |f| f.writer.in_progress_rows())
-    }
-
-    /// Ends the open row group (if any), parks the file, and rolls it when it reached its
-    /// target size.
-    pub fn end_row_group(&mut self) -> io::Result<()> {
-        let Some(f) = self.current.as_mut() else {
-            return Ok(());
-        };
-        if f.writer.in_progress_rows() == 0 {
-            return Ok(());
-        }
-        f.writer.flush().map_err(io::Error::other)?;
-        f.writer.sync()?;
+        rg.close().map_err(io::Error::other)?;
+        f.rows += self.rows;
+        self.rows = 0;
+        f.writer.flush()?;
         if f.writer.bytes_written() as u64 >= self.settings.target_file_bytes {
             self.close_file()?;
         }
@@ -302,18 +329,13 @@ impl PartitionWriter {
     }
 
     fn close_file(&mut self) -> io::Result<()> {
-        let Some(OpenFile {
-            mut writer,
-            path,
-            rows,
-        }) = self.current.take()
-        else {
+        let Some(OpenFile { writer, path, rows }) = self.current.take() else {
             return Ok(());
         };
-        writer.flush().map_err(io::Error::other)?;
         let row_groups = writer.flushed_row_groups().len();
         // writes the footer
-        let pf = writer.into_inner().map_err(io::Error::other)?;
+        let mut pf = writer.into_inner().map_err(io::Error::other)?;
+        pf.flush()?;
         File::open(&pf.path)?.sync_all()?;
         self.files.push(WrittenFile {
             path,
@@ -327,9 +349,14 @@ impl PartitionWriter {
         Ok(())
     }
 
-    /// Closes the last file; with `ensure_one`, writes an empty file when nothing was written
-    /// (a table with zero rows is still a valid, typed table).
-    pub fn finish(mut self, ensure_one: bool) -> io::Result<Vec<WrittenFile>> {
+    /// Writes the open row group and closes the last file; with `ensure_one`, writes an empty
+    /// file when nothing was written (a table with zero rows is still a valid, typed table).
+    pub fn finish(
+        mut self,
+        comp: &mut Compressor,
+        ensure_one: bool,
+    ) -> io::Result<Vec<WrittenFile>> {
+        self.end_row_group(comp)?;
         if self.current.is_none() && self.files.is_empty() && ensure_one {
             self.open()?;
         }
@@ -350,77 +377,29 @@ pub struct EncodeError {
     pub source: io::Error,
 }
 
-/// Whether a buffer of rows is worth a row group of its own (else it waits in the spill).
+/// Whether a buffer of rows is worth handing to the encoder before the budget forces it.
 pub fn is_big(rows: usize, bytes: usize) -> bool {
     rows >= MIN_ROW_GROUP_ROWS || bytes >= MIN_ROW_GROUP_BYTES
 }
 
-/// Rows at which a partition's buffer makes a row group (or joins its open one).
+/// Rows at which a partition's buffer is encoded without waiting for the budget.
 pub const MIN_ROW_GROUP_ROWS: usize = 65_536;
-/// Bytes at which a partition's buffer makes a row group, however few its rows.
+/// Bytes at which a partition's buffer is encoded, however few its rows.
 pub const MIN_ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
-/// Row groups an encoder keeps open at once (each holds a page and a compressor per column).
-const MAX_OPEN_ROW_GROUPS: usize = 2;
+/// Writes between two looks at the memory the open row groups hold.
+const STATE_CHECK_WRITES: u32 = 64;
 
-/// The encoding side of one partition: its files, and the rows it set aside.
-pub struct PartState {
-    writer: PartitionWriter,
-    segments: Vec<Segment>,
-}
-
-impl PartState {
-    /// A partition that has not been written to yet, with files under `dir`.
-    pub fn new(dir: PathBuf, settings: Arc<TableWriterSettings>, arena: SpillArena) -> Self {
-        Self {
-            writer: PartitionWriter::new(dir, settings, arena),
-            segments: Vec::new(),
-        }
-    }
-
-    /// Writes the set-aside rows, then `rest`, and closes the files (`ensure_one`: an empty
-    /// file when there is nothing).
-    pub fn finish(
-        mut self,
-        spill: &RowSpill,
-        rest: Option<&RecordBatch>,
-        ensure_one: bool,
-    ) -> Result<Vec<WrittenFile>, EncodeError> {
-        let dir = self.writer.dir().to_path_buf();
-        let fail = |source| EncodeError {
-            dir: dir.clone(),
-            source,
-        };
-        for seg in std::mem::take(&mut self.segments) {
-            let b = spill.read(seg).map_err(|e| fail(io::Error::other(e)))?;
-            self.writer.write(&b).map_err(fail)?;
-        }
-        if let Some(b) = rest {
-            self.writer.write(b).map_err(fail)?;
-        }
-        self.writer.finish(ensure_one).map_err(fail)
-    }
-
-    /// Rows set aside or open (to schedule the largest partitions first).
-    pub fn weight(&self) -> usize {
-        self.segments.iter().map(|s| s.bytes()).sum::<usize>() + self.writer.in_progress_rows() * 64
-    }
-}
-
-/// The partitions one thread encodes while the file is read.
-///
-/// A batch of a partition whose row group is open joins it; a large batch (sorted exports send
-/// a month at a time) opens a row group, first writing what the partition set aside so its rows
-/// keep their order; a small batch (a month whose rows are spread over the whole file) is set
-/// aside in the [`RowSpill`] until the end, when each partition is written as one row group.
-/// At most [`MAX_OPEN_ROW_GROUPS`] row groups are open at once: the least recently fed is closed
-/// to open another.
+/// The partitions one thread encodes: each batch becomes pages of its partition's open row
+/// group at once, with this thread's one compressor. When the open row groups together hold
+/// more than `state_cap` bytes (thousands of partitions), the largest are written out early.
 pub struct Encoder {
     settings: Arc<TableWriterSettings>,
     staging: PathBuf,
     arena: SpillArena,
-    spill: Arc<RowSpill>,
-    parts: Vec<Option<PartState>>,
-    open: VecDeque<usize>,
+    comp: Compressor,
+    parts: Vec<Option<PartitionWriter>>,
+    state_cap: usize,
+    since_check: u32,
 }
 
 impl Encoder {
@@ -428,83 +407,101 @@ impl Encoder {
         settings: Arc<TableWriterSettings>,
         staging: PathBuf,
         arena: SpillArena,
-        spill: Arc<RowSpill>,
-    ) -> Self {
-        Self {
+        state_cap: usize,
+    ) -> Result<Self, EncodeError> {
+        let comp = Compressor::new(settings.codec).map_err(|e| EncodeError {
+            dir: staging.clone(),
+            source: io::Error::other(e),
+        })?;
+        Ok(Self {
             settings,
             staging,
             arena,
-            spill,
+            comp,
             parts: Vec::new(),
-            open: VecDeque::new(),
-        }
-    }
-
-    fn slot(&mut self, id: usize, dir: &str) -> &mut PartState {
-        if self.parts.len() <= id {
-            self.parts.resize_with(id + 1, || None);
-        }
-        let (settings, arena, staging) = (&self.settings, &self.arena, &self.staging);
-        self.parts[id].get_or_insert_with(|| {
-            let mut path = staging.join("data");
-            if !dir.is_empty() {
-                path.push(dir);
-            }
-            PartState::new(path, settings.clone(), arena.clone())
+            state_cap,
+            since_check: 0,
         })
     }
 
     /// Takes rows of partition `id` (files under `staging/data/{dir}`).
-    pub fn write(&mut self, id: usize, dir: &str, batch: &RecordBatch) -> Result<(), EncodeError> {
-        let big = is_big(batch.num_rows(), batch.get_array_memory_size());
-        let open = self.slot(id, dir).writer.has_open_row_group();
-        if !open && !big {
-            let seg = self.spill.append(batch).map_err(|e| EncodeError {
-                dir: self.staging.join("data").join(dir),
-                source: io::Error::other(e),
+    pub fn write(&mut self, id: usize, dir: &str, batch: &BatchBuilder) -> Result<(), EncodeError> {
+        if self.parts.len() <= id {
+            self.parts.resize_with(id + 1, || None);
+        }
+        let (settings, arena, staging) = (&self.settings, &self.arena, &self.staging);
+        let p = self.parts[id].get_or_insert_with(|| {
+            PartitionWriter::new(partition_dir(staging, dir), settings.clone(), arena.clone())
+        });
+        p.write(batch, &mut self.comp)
+            .map_err(|source| EncodeError {
+                dir: p.dir().to_path_buf(),
+                source,
             })?;
-            self.slot(id, dir).segments.push(seg);
-            return Ok(());
-        }
-        if !open {
-            while self.open.len() >= MAX_OPEN_ROW_GROUPS {
-                let Some(old) = self.open.pop_front() else {
-                    break;
-                };
-                if let Some(Some(p)) = self.parts.get_mut(old) {
-                    p.writer.end_row_group().map_err(|source| EncodeError {
-                        dir: p.writer.dir().to_path_buf(),
-                        source,
-                    })?;
-                }
-            }
-        }
-        self.open.retain(|&i| i != id);
-        let spill = self.spill.clone();
-        let p = self.slot(id, dir);
-        let fail = |p: &PartState, source| EncodeError {
-            dir: p.writer.dir().to_path_buf(),
-            source,
-        };
-        for seg in std::mem::take(&mut p.segments) {
-            let b = spill.read(seg).map_err(|e| fail(p, io::Error::other(e)))?;
-            p.writer.write(&b).map_err(|e| fail(p, e))?;
-        }
-        p.writer.write(batch).map_err(|e| fail(p, e))?;
-        if p.writer.has_open_row_group() {
-            self.open.push_back(id);
+        self.since_check += 1;
+        if self.since_check >= STATE_CHECK_WRITES {
+            self.since_check = 0;
+            self.bound_state()?;
         }
         Ok(())
     }
 
-    /// Every partition's state, by id, to be finished (possibly by other threads).
-    pub fn into_parts(self) -> Vec<(usize, PartState)> {
-        self.parts
-            .into_iter()
+    /// Ends the row groups holding the most memory while all together hold more than the cap.
+    fn bound_state(&mut self) -> Result<(), EncodeError> {
+        let mut held: Vec<(usize, usize)> = self
+            .parts
+            .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.map(|p| (i, p)))
-            .collect()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (p.memory_bytes(), i)))
+            .collect();
+        let mut total: usize = held.iter().map(|h| h.0).sum();
+        if total <= self.state_cap {
+            return Ok(());
+        }
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        log::debug!(
+            "open row groups hold {total} bytes (cap {}): the largest are written early",
+            self.state_cap
+        );
+        for (bytes, i) in held {
+            if total <= self.state_cap / 4 * 3 {
+                break;
+            }
+            if let Some(Some(p)) = self.parts.get_mut(i) {
+                p.end_row_group(&mut self.comp)
+                    .map_err(|source| EncodeError {
+                        dir: p.dir().to_path_buf(),
+                        source,
+                    })?;
+            }
+            total -= bytes;
+        }
+        Ok(())
     }
+
+    /// Writes every partition's open row group and closes its files; returns the files by
+    /// partition id.
+    pub fn finish(mut self) -> Result<Vec<(usize, Vec<WrittenFile>)>, EncodeError> {
+        let mut out = Vec::new();
+        for (i, p) in std::mem::take(&mut self.parts).into_iter().enumerate() {
+            let Some(p) = p else { continue };
+            let dir = p.dir().to_path_buf();
+            let files = p
+                .finish(&mut self.comp, false)
+                .map_err(|source| EncodeError { dir, source })?;
+            out.push((i, files));
+        }
+        Ok(out)
+    }
+}
+
+/// Where the files of partition folder `dir` are staged.
+pub fn partition_dir(staging: &Path, dir: &str) -> PathBuf {
+    let mut path = staging.join("data");
+    if !dir.is_empty() {
+        path.push(dir);
+    }
+    path
 }
 
 #[cfg(test)]
@@ -512,6 +509,7 @@ mod tests {
     use super::*;
     use crate::columns::body_schema;
     use crate::contract::ColumnType;
+    use arrow_array::{Array, RecordBatch};
 
     #[test]
     fn mostly_distinct_columns_are_written_plain() {
@@ -544,5 +542,370 @@ mod tests {
         // too few values to judge: dictionary everywhere
         let few = [BatchBuilder::new(&types)];
         assert!(plain_columns(&schema, few.iter()).is_empty());
+    }
+
+    thread_local! {
+        /// The pages of the file [`round_trip`] read last: column, type, encoding.
+        static PAGES: std::cell::RefCell<Vec<(usize, parquet::basic::PageType, parquet::basic::Encoding)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Writes `batches` as one partition with every column dictionary-encoded where allowed
+    /// (`dictionary`), reads the file back with the parquet crate's Arrow reader.
+    fn round_trip(
+        types: &[ColumnType],
+        batches: &mut [BatchBuilder],
+        dictionary: bool,
+        compression: Compression,
+    ) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let cols: Vec<(String, ColumnType, String)> = types
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (format!("c{i}"), t, format!("C{i}")))
+            .collect();
+        let schema = body_schema(&cols);
+        let out = OutputSettings {
+            compression,
+            target_file_bytes: 1 << 40,
+            row_group_bytes: 1 << 40,
+        };
+        let plain: Vec<String> = if dictionary {
+            Vec::new()
+        } else {
+            cols.iter().map(|c| c.0.clone()).collect()
+        };
+        let props = writer_properties(&out, Vec::new(), &plain).unwrap();
+        let settings = Arc::new(TableWriterSettings::new(schema.clone(), props, &out).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let arena = SpillArena::new(dir.path().join("pages.spill"), 4096);
+        let mut comp = Compressor::new(settings.codec).unwrap();
+        let mut w = PartitionWriter::new(dir.path().join("p"), settings, arena);
+        for b in batches.iter_mut() {
+            w.write(b, &mut comp).unwrap();
+        }
+        let files = w.finish(&mut comp, true).unwrap();
+        assert_eq!(files.len(), 1);
+        let bytes = std::fs::read(&files[0].path).unwrap();
+        assert_eq!(files[0].bytes, bytes.len() as u64);
+        assert_eq!(files[0].sha256, hex::encode(Sha256::digest(&bytes)));
+        let bytes = bytes::Bytes::from(bytes);
+        // every data page of every chunk, by encoding (a test of its own asks which)
+        {
+            use parquet::file::reader::{FileReader, SerializedFileReader};
+            let r = SerializedFileReader::new(bytes.clone()).unwrap();
+            let mut seen = Vec::new();
+            for g in 0..r.num_row_groups() {
+                let rg = r.get_row_group(g).unwrap();
+                for c in 0..rg.num_columns() {
+                    for page in rg.get_column_page_reader(c).unwrap() {
+                        let page = page.unwrap();
+                        seen.push((c, page.page_type(), page.encoding()));
+                    }
+                }
+            }
+            PAGES.with(|p| *p.borrow_mut() = seen);
+        }
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let meta = builder.metadata().as_ref().clone();
+        assert_eq!(
+            builder.schema().fields(),
+            schema.fields(),
+            "the Arrow schema travels"
+        );
+        let mut got: Vec<RecordBatch> = builder
+            .with_batch_size(1 << 20)
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(got.len() <= 1, "one batch holds every row of these tests");
+        let got = got.pop().unwrap_or_else(|| RecordBatch::new_empty(schema));
+        (got, meta)
+    }
+
+    #[test]
+    fn chunks_read_back_exactly_with_their_statistics() {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type};
+        use parquet::file::statistics::Statistics;
+        let types = [
+            ColumnType::String,
+            ColumnType::Int,
+            ColumnType::BigInt,
+            ColumnType::Double,
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2,
+            },
+            ColumnType::Decimal {
+                precision: 30,
+                scale: 4,
+            },
+            ColumnType::Boolean,
+            ColumnType::Date,
+            ColumnType::Timestamp,
+            ColumnType::String,
+        ];
+        // three batches: the second all null in every column, the third long text values
+        // (pages cut by size) and a dictionary past its limit (plain pages after it)
+        let mut batches: Vec<BatchBuilder> = (0..3).map(|_| BatchBuilder::new(&types)).collect();
+        let mut expect_text: Vec<Option<String>> = Vec::new();
+        let mut expect_num: Vec<Option<i64>> = Vec::new();
+        for (bi, b) in batches.iter_mut().enumerate() {
+            let rows = [2500usize, 700, 30_000][bi];
+            for i in 0..rows {
+                let null = bi == 1 || i % 7 == 3;
+                let n = (i as i64 * 7919) % 1000 - 500;
+                if null {
+                    for c in &mut b.cols {
+                        c.push_null();
+                    }
+                    expect_text.push(None);
+                    expect_num.push(None);
+                } else {
+                    let text = if bi == 2 {
+                        format!("{i:06}-{}", "x".repeat(i % 97))
+                    } else {
+                        ["01", "2A", "976", "é"][i % 4].to_string()
+                    };
+                    b.cols[0].push_text(text.as_bytes());
+                    b.cols[1].push_i64(n);
+                    b.cols[2].push_i64(n * 1_000_000_007);
+                    b.cols[3].push_f64(if n == 0 { -0.0 } else { n as f64 / 4.0 });
+                    b.cols[4].push_i128(i128::from(n) * 100 + 5);
+                    b.cols[5].push_i128(i128::from(n) * 10_i128.pow(20));
+                    b.cols[6].push_bool(n % 2 == 0);
+                    b.cols[7].push_i64(19_000 + n);
+                    b.cols[8].push_i64(1_700_000_000_000 + n);
+                    if i == 5 {
+                        // one value longer than a page, and a long value for the statistics
+                        b.cols[9].push_text("z".repeat(crate::chunk::PAGE_BYTES + 10).as_bytes());
+                    } else {
+                        b.cols[9].push_text(format!("{}{i}", "é".repeat(40)).as_bytes());
+                    }
+                    expect_text.push(Some(text));
+                    expect_num.push(Some(n));
+                }
+                b.rows += 1;
+            }
+        }
+        for dictionary in [true, false] {
+            for compression in [Compression::Zstd(3), Compression::Snappy] {
+                let (got, meta) = round_trip(&types, &mut batches, dictionary, compression);
+                let n = expect_num.len();
+                assert_eq!(got.num_rows(), n);
+                let text = got.column(0).as_string::<i32>();
+                let ints = got.column(1).as_primitive::<Int32Type>();
+                let big = got.column(2).as_primitive::<Int64Type>();
+                let dbl = got.column(3).as_primitive::<Float64Type>();
+                let dec = got.column(4).as_primitive::<Decimal128Type>();
+                let wide = got.column(5).as_primitive::<Decimal128Type>();
+                let flags = got.column(6).as_boolean();
+                let days = got.column(7).as_primitive::<Date32Type>();
+                for i in 0..n {
+                    match (&expect_text[i], expect_num[i]) {
+                        (Some(t), Some(v)) => {
+                            assert_eq!(text.value(i), t, "row {i}");
+                            assert_eq!(i64::from(ints.value(i)), v);
+                            assert_eq!(big.value(i), v * 1_000_000_007);
+                            assert_eq!(dbl.value(i), if v == 0 { -0.0 } else { v as f64 / 4.0 });
+                            assert_eq!(dec.value(i), i128::from(v) * 100 + 5);
+                            assert_eq!(wide.value(i), i128::from(v) * 10_i128.pow(20));
+                            assert_eq!(flags.value(i), v % 2 == 0);
+                            assert_eq!(i64::from(days.value(i)), 19_000 + v);
+                        }
+                        _ => {
+                            for c in got.columns() {
+                                assert!(c.is_null(i), "row {i} is null in every column");
+                            }
+                        }
+                    }
+                }
+                assert_eq!(
+                    got.column(9).as_string::<i32>().value(5).len(),
+                    crate::chunk::PAGE_BYTES + 10
+                );
+                // statistics: exact bounds, null counts, long text truncated to a bound
+                let rg = meta.row_group(0);
+                assert_eq!(meta.num_row_groups(), 1);
+                let nulls = expect_num.iter().filter(|v| v.is_none()).count() as u64;
+                let (lo, hi) = expect_num
+                    .iter()
+                    .flatten()
+                    .fold((i64::MAX, i64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                for c in rg.columns() {
+                    assert_eq!(c.statistics().unwrap().null_count_opt(), Some(nulls));
+                }
+                match rg.column(1).statistics().unwrap() {
+                    Statistics::Int32(s) => {
+                        assert_eq!(
+                            (s.min_opt(), s.max_opt()),
+                            (Some(&(lo as i32)), Some(&(hi as i32)))
+                        );
+                    }
+                    other => panic!("{other:?}"),
+                }
+                match rg.column(4).statistics().unwrap() {
+                    Statistics::Int64(s) => assert_eq!(
+                        (s.min_opt(), s.max_opt()),
+                        (Some(&(lo * 100 + 5)), Some(&(hi * 100 + 5)))
+                    ),
+                    other => panic!("{other:?}"),
+                }
+                match rg.column(5).statistics().unwrap() {
+                    Statistics::FixedLenByteArray(s) => {
+                        let v = |b: &[u8]| {
+                            let mut be = if b[0] & 0x80 != 0 {
+                                [0xff; 16]
+                            } else {
+                                [0; 16]
+                            };
+                            be[16 - b.len()..].copy_from_slice(b);
+                            i128::from_be_bytes(be)
+                        };
+                        assert_eq!(
+                            v(s.min_opt().unwrap().data()),
+                            i128::from(lo) * 10_i128.pow(20)
+                        );
+                        assert_eq!(
+                            v(s.max_opt().unwrap().data()),
+                            i128::from(hi) * 10_i128.pow(20)
+                        );
+                    }
+                    other => panic!("{other:?}"),
+                }
+                match rg.column(3).statistics().unwrap() {
+                    Statistics::Double(s) => {
+                        assert_eq!(s.min_opt(), Some(&(lo as f64 / 4.0)));
+                        assert_eq!(s.max_opt(), Some(&(hi as f64 / 4.0)));
+                    }
+                    other => panic!("{other:?}"),
+                }
+                match rg.column(0).statistics().unwrap() {
+                    Statistics::ByteArray(s) => {
+                        let all: Vec<&String> = expect_text.iter().flatten().collect();
+                        let min = all.iter().min().unwrap();
+                        let max = all.iter().max().unwrap();
+                        assert_eq!(s.min_opt().unwrap().data(), min.as_bytes());
+                        assert_eq!(s.max_opt().unwrap().data(), max.as_bytes());
+                    }
+                    other => panic!("{other:?}"),
+                }
+                match rg.column(9).statistics().unwrap() {
+                    Statistics::ByteArray(s) => {
+                        let max = s.max_opt().unwrap().data();
+                        assert!(
+                            max.len() <= 64 && max > "z".repeat(64).as_bytes(),
+                            "an upper bound"
+                        );
+                        assert!(!s.max_is_exact());
+                        assert!(std::str::from_utf8(s.min_opt().unwrap().data()).is_ok());
+                    }
+                    other => panic!("{other:?}"),
+                }
+                use parquet::basic::{Encoding, PageType};
+                let pages = PAGES.with(|p| p.borrow().clone());
+                let text: Vec<Encoding> = pages
+                    .iter()
+                    .filter(|p| p.0 == 0 && p.1 == PageType::DATA_PAGE)
+                    .map(|p| p.2)
+                    .collect();
+                if dictionary {
+                    assert!(rg.column(0).dictionary_page_offset().is_some());
+                    // batch 1 by dictionary, batch 2 (nulls only) PLAIN, batch 3 by dictionary
+                    // until it is full, PLAIN after
+                    assert_eq!(
+                        text,
+                        [
+                            Encoding::RLE_DICTIONARY,
+                            Encoding::PLAIN,
+                            Encoding::RLE_DICTIONARY,
+                            Encoding::PLAIN
+                        ],
+                        "dictionary pages, then PLAIN once the dictionary is full"
+                    );
+                } else {
+                    assert!(rg.column(0).dictionary_page_offset().is_none());
+                    assert!(text.iter().all(|&e| e == Encoding::PLAIN));
+                }
+                // the long values of column 9: one page holds the value longer than a page
+                assert!(pages.iter().filter(|p| p.0 == 9).count() >= 3);
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_partition_is_a_typed_file_without_row_groups() {
+        let types = [ColumnType::String, ColumnType::Date];
+        let (got, meta) = round_trip(&types, &mut [], true, Compression::Zstd(3));
+        assert_eq!(got.num_rows(), 0);
+        assert_eq!(meta.num_row_groups(), 0);
+    }
+
+    #[test]
+    fn past_the_memory_cap_the_largest_row_groups_are_written_early_in_order() {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::Int64Type;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let types = [ColumnType::String, ColumnType::BigInt];
+        let schema = body_schema(&[
+            ("code".into(), ColumnType::String, "code".into()),
+            ("n".into(), ColumnType::BigInt, "n".into()),
+        ]);
+        let out = OutputSettings {
+            compression: Compression::Zstd(3),
+            target_file_bytes: 1 << 40,
+            row_group_bytes: 1 << 40,
+        };
+        let props = writer_properties(&out, Vec::new(), &[]).unwrap();
+        let settings = Arc::new(TableWriterSettings::new(schema, props, &out).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let arena = SpillArena::new(dir.path().join("pages.spill"), 1 << 20);
+        // a cap the dictionaries of three partitions exceed
+        let mut enc = Encoder::new(settings, dir.path().to_path_buf(), arena, 64 * 1024).unwrap();
+        let mut n = 0i64;
+        for round in 0..STATE_CHECK_WRITES as usize * 3 {
+            let part = round % 3;
+            let mut b = BatchBuilder::new(&types);
+            for _ in 0..200 {
+                b.cols[0].push_text(format!("code-{part}-{n}").as_bytes());
+                b.cols[1].push_i64(n);
+                b.rows += 1;
+                n += 1;
+            }
+            enc.write(part, &format!("p={part}"), &b).unwrap();
+        }
+        let mut all = Vec::new();
+        let mut groups = 0;
+        for (part, files) in enc.finish().unwrap() {
+            assert_eq!(files.len(), 1);
+            groups += files[0].row_groups;
+            let bytes = bytes::Bytes::from(std::fs::read(&files[0].path).unwrap());
+            let r = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .build()
+                .unwrap();
+            let mut ids = Vec::new();
+            for b in r {
+                let b = b.unwrap();
+                ids.extend(
+                    b.column(1)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                );
+            }
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "partition {part} in row order"
+            );
+            assert!(ids.iter().all(|&i| (i / 200) as usize % 3 == part));
+            all.extend(ids);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>(), "every row, once");
+        assert!(groups > 3, "row groups were written early: {groups}");
     }
 }
