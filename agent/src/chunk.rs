@@ -401,17 +401,6 @@ impl ChunkWriter {
         self.uncompressed
     }
 
-    /// Memory the chunk holds between batches (its dictionary and page list).
-    pub fn memory_bytes(&self) -> usize {
-        let dict = self.dict.as_ref().map_or(0, |d| {
-            d.plain.capacity()
-                + d.starts.capacity() * 4
-                + d.text.capacity() * 5
-                + d.num.capacity() * 25
-        });
-        dict + self.pages.capacity() * std::mem::size_of::<PageRef>()
-    }
-
     /// Appends every value of `col`, as pages.
     pub fn write(&mut self, col: &Column, comp: &mut Compressor) -> Result<()> {
         let n = col.len();
@@ -707,6 +696,23 @@ impl ChunkWriter {
             }
         }
         let nulls = Some(self.nulls);
+        let stats = self.range_statistics(range, nulls);
+        // As the Arrow writer did: the deprecated min/max too where the order is signed (older
+        // readers read only those), and a NaN count for doubles (IEEE 754 total order; no NaN
+        // is ever parsed, and NaNs are never in the range).
+        let signed = self.descr.sort_order().is_signed();
+        match stats {
+            Statistics::Boolean(s) => {
+                Statistics::Boolean(s.with_backwards_compatible_min_max(signed))
+            }
+            Statistics::Int32(s) => Statistics::Int32(s.with_backwards_compatible_min_max(signed)),
+            Statistics::Int64(s) => Statistics::Int64(s.with_backwards_compatible_min_max(signed)),
+            Statistics::Double(s) => Statistics::Double(s.with_nan_count(Some(0))),
+            other => other,
+        }
+    }
+
+    fn range_statistics(&self, range: Range, nulls: Option<u64>) -> Statistics {
         match (range, self.phys) {
             (Range::Empty, Phys::Bool) => Statistics::boolean(None, None, None, nulls, false),
             (Range::Empty, Phys::I32) => Statistics::int32(None, None, None, nulls, false),

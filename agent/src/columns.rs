@@ -229,6 +229,119 @@ impl Column {
         self.truncate(0);
     }
 
+    /// Appends value `i` of `src` (a column of the same type).
+    #[cfg(test)]
+    fn push_from(&mut self, src: &Column, i: usize) {
+        if !src.nulls.is_valid(i) {
+            self.push_null();
+            return;
+        }
+        match (&mut self.values, &src.values) {
+            (Values::I32(d), Values::I32(s)) => d.push(s[i]),
+            (Values::I64(d), Values::I64(s)) => d.push(s[i]),
+            (Values::F64(d), Values::F64(s)) => d.push(s[i]),
+            (Values::I128(d), Values::I128(s)) => d.push(s[i]),
+            (Values::Bool(d), Values::Bool(s)) => d.push(s[i]),
+            (Values::Text { .. }, Values::Text { offsets, data }) => {
+                let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
+                self.push_text_within(data, a, b);
+                return;
+            }
+            _ => unreachable!("{:?} value into a {:?} column", src.ty, self.ty),
+        }
+        self.nulls.append_non_null();
+    }
+
+    /// Appends the column's raw buffers to `out` (see [`BatchBuilder::encode_into`]).
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let n = self.len();
+        match self.nulls.as_slice() {
+            Some(bits) => {
+                out.push(1);
+                out.extend_from_slice(&bits[..n.div_ceil(8)]);
+            }
+            None => out.push(0),
+        }
+        match &self.values {
+            Values::I32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Values::I64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Values::F64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Values::I128(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Values::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+            Values::Text { offsets, data } => {
+                let base = offsets[0];
+                for o in &offsets[1..] {
+                    out.extend_from_slice(&((o - base) as u32).to_le_bytes());
+                }
+                let bytes = &data[base as usize..offsets[n] as usize];
+                out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                out.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    /// Appends `n` values read from `buf` (written by [`Column::encode_into`]); returns the
+    /// bytes read.
+    fn decode_append(&mut self, buf: &[u8], n: usize) -> Option<usize> {
+        let mut at = 0usize;
+        let mut take = |k: usize| {
+            let s = buf.get(at..at + k)?;
+            at += k;
+            Some(s)
+        };
+        let has_nulls = take(1)?[0] == 1;
+        if has_nulls {
+            let bits = take(n.div_ceil(8))?;
+            for i in 0..n {
+                self.nulls.append(bits[i / 8] & (1 << (i % 8)) != 0);
+            }
+        } else {
+            self.nulls.append_n_non_nulls(n);
+        }
+        match &mut self.values {
+            Values::I32(v) => v.extend(
+                take(n * 4)?
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+            Values::I64(v) => v.extend(
+                take(n * 8)?
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
+            ),
+            Values::F64(v) => v.extend(
+                take(n * 8)?
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
+            ),
+            Values::I128(v) => v.extend(
+                take(n * 16)?
+                    .chunks_exact(16)
+                    .map(|c| i128::from_le_bytes(c.try_into().unwrap_or([0; 16]))),
+            ),
+            Values::Bool(v) => v.extend(take(n)?.iter().map(|&b| b != 0)),
+            Values::Text { offsets, data } => {
+                let base = data.len() as i32;
+                let rel = take(n * 4)?;
+                offsets.extend(
+                    rel.chunks_exact(4)
+                        .map(|c| base + u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i32),
+                );
+                let len = u64::from_le_bytes(take(8)?.try_into().ok()?) as usize;
+                data.extend_from_slice(take(len)?);
+            }
+        }
+        Some(at)
+    }
+
     /// The validity bitmap (bit `i` set: value `i` is not null), `None` when nothing is null.
     pub fn validity(&self) -> Option<&[u8]> {
         self.nulls.as_slice()
@@ -317,6 +430,36 @@ impl BatchBuilder {
             c.clear();
         }
         self.rows = 0;
+    }
+
+    /// The rows as raw column buffers (to set them aside in a spill file).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.rows as u64).to_le_bytes());
+        for c in &self.cols {
+            c.encode_into(out);
+        }
+    }
+
+    /// Appends the rows of `buf` (written by [`BatchBuilder::encode_into`] from buffers of the
+    /// same column types); false when `buf` is not such a batch (the buffers are then unusable:
+    /// the conversion fails).
+    pub fn decode_append(&mut self, buf: &[u8]) -> bool {
+        let Some(n) = buf
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| u64::from_le_bytes(b) as usize)
+        else {
+            return false;
+        };
+        let mut at = 8;
+        for c in &mut self.cols {
+            match c.decode_append(&buf[at..], n) {
+                Some(k) => at += k,
+                None => return false,
+            }
+        }
+        self.rows += n;
+        at == buf.len()
     }
 
     /// Undoes a partly appended row: every column back to `self.rows` values.
@@ -488,6 +631,73 @@ mod tests {
             v => panic!("{v:?}"),
         }
         assert!(b.cols[0].validity().is_none(), "nothing null yet");
+    }
+
+    #[test]
+    fn batches_set_aside_come_back_appended_value_for_value() {
+        let types = [
+            ColumnType::String,
+            ColumnType::Int,
+            ColumnType::BigInt,
+            ColumnType::Double,
+            ColumnType::Decimal {
+                precision: 30,
+                scale: 2,
+            },
+            ColumnType::Boolean,
+        ];
+        let mut a = BatchBuilder::new(&types);
+        let mut b = BatchBuilder::new(&types);
+        for (k, x) in [&mut a, &mut b].into_iter().enumerate() {
+            for i in 0..(10 + k as i64) {
+                if i % 4 == 1 {
+                    x.cols.iter_mut().for_each(Column::push_null);
+                } else {
+                    x.cols[0].push_text(format!("é{i}-{k}").as_bytes());
+                    x.cols[1].push_i64(-i);
+                    x.cols[2].push_i64(i << 40);
+                    x.cols[3].push_f64(i as f64 / 3.0);
+                    x.cols[4].push_i128(-(i as i128) << 100);
+                    x.cols[5].push_bool(i % 2 == 0);
+                }
+                x.rows += 1;
+            }
+        }
+        let mut all = BatchBuilder::new(&types);
+        let mut buf = Vec::new();
+        for x in [&a, &b] {
+            buf.clear();
+            x.encode_into(&mut buf);
+            assert!(all.decode_append(&buf));
+        }
+        assert!(
+            !BatchBuilder::new(&types).decode_append(&buf[..buf.len() - 1]),
+            "a cut segment is refused"
+        );
+        let cols: Vec<(String, ColumnType, String)> = types
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (format!("c{i}"), t, String::new()))
+            .collect();
+        let schema = body_schema(&cols);
+        let got = all.finish(&schema).unwrap();
+        let want = arrow_select_concat(&schema, &mut [a, b]);
+        assert_eq!(got, want);
+    }
+
+    fn arrow_select_concat(schema: &SchemaRef, parts: &mut [BatchBuilder]) -> RecordBatch {
+        // the expected rows: both batches, one after the other, built directly
+        let types: Vec<ColumnType> = parts[0].cols.iter().map(|c| c.ty).collect();
+        let mut joined = BatchBuilder::new(&types);
+        for p in parts.iter() {
+            for i in 0..p.rows {
+                for (d, s) in joined.cols.iter_mut().zip(&p.cols) {
+                    d.push_from(s, i);
+                }
+                joined.rows += 1;
+            }
+        }
+        joined.finish(schema).unwrap()
     }
 
     #[test]

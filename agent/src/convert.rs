@@ -7,10 +7,10 @@
 //! sorted export) or, largest first, when the buffers reach the memory budget (a month spread
 //! over the whole file); the encoder, on this thread or with two threads or more on encoder
 //! threads beside it, turns it into pages of the partition's open row group at once, and each
-//! partition becomes one row group at the end ([`crate::writer`], [`crate::chunk`]). Files are
-//! written into a staging folder and moved into place only when the whole file succeeded; the
-//! bytes are the same for any thread count, except that with thousands of partitions the row
-//! groups closed early to bound memory may fall differently (never the rows). Owns the error
+//! partition becomes one row group at the end ([`crate::writer`], [`crate::chunk`]). This side
+//! decides which row groups stay open (at most [`max_open`], least recently fed closed first),
+//! so the files are the same, byte for byte, for any thread count. Files are written into a
+//! staging folder and moved into place only when the whole file succeeded. Owns the error
 //! policy (`reject_file`, `quarantine_rows`), the error report and the batch manifest.
 //! It does not upload or announce.
 
@@ -36,11 +36,11 @@ use crate::datefmt::{self, DateCache, DateFormat};
 use crate::decode::{self, DecodeError};
 use crate::parse::{self, Numeric};
 use crate::pii::{self, PseudonymKey};
-use crate::spill::SpillArena;
+use crate::spill::{RowSpill, SpillArena};
 use crate::tokenize::{Record, TokenizeError, Tokenizer};
 use crate::writer::{
-    EncodeError, Encoder, PartitionWriter, TableWriterSettings, WrittenFile, is_big, partition_dir,
-    plain_columns, writer_properties,
+    EncodeError, Encoder, PartitionWriter, TableWriterSettings, WrittenFile, is_big,
+    opens_row_group, partition_dir, plain_columns, writer_properties,
 };
 
 /// How many located errors a report lists (the counts cover all of them).
@@ -247,7 +247,7 @@ struct PartBuf {
 
 /// Share of the memory budget for rows waiting on the parsing side (counted bytes; vectors grow
 /// by doubling, so the allocation can be twice that). The rest: the pages kept in memory
-/// ([`arena_cap`]) and the open row groups' dictionaries and page lists ([`state_cap`]).
+/// ([`arena_cap`]) and the open row groups' dictionaries and page lists ([`max_open`]).
 fn parse_budget(total: usize) -> usize {
     (total / 2).max(256 * 1024)
 }
@@ -257,15 +257,22 @@ fn arena_cap(total: usize) -> usize {
     (total / 4).max(1024 * 1024)
 }
 
-/// Bytes the open row groups of one encoder may hold (dictionaries, page lists) before the
-/// largest are written out early.
-fn state_cap(total: usize, encoders: usize) -> usize {
-    (total / 2 / encoders.max(1)).max(1024 * 1024)
+/// Row groups kept open at once (each holds its dictionaries, up to 256 KiB a column, and a page
+/// list): beyond, the least recently fed is written.
+fn max_open(total: usize) -> usize {
+    (total / (512 * 1024)).max(16)
 }
 
 /// The files of each partition, by partition id.
 type WorkerResult = Result<Vec<(usize, Vec<WrittenFile>)>, EncodeError>;
-type Job = (usize, Arc<str>, BatchBuilder);
+
+/// What the router sends an encoder thread.
+enum Job {
+    /// Rows of a partition (id, folder).
+    Rows(usize, Arc<str>, BatchBuilder),
+    /// Write the partition's open row group now.
+    Close(usize),
+}
 
 /// Where finished buffers go while the file is read: an encoder on this thread, or encoder
 /// threads beside it, each owning the partitions `id % threads == shard`.
@@ -277,6 +284,8 @@ enum Sink {
 struct Shards {
     senders: Vec<std::sync::mpsc::SyncSender<Job>>,
     handles: Vec<std::thread::JoinHandle<WorkerResult>>,
+    /// Set when the conversion stops early: the encoders drop what they hold unwritten.
+    abort: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What every encoder of one conversion shares.
@@ -292,15 +301,18 @@ impl Backend {
         staging: &Path,
         threads: usize,
         budget: usize,
+        types: &[ColumnType],
     ) -> Result<Self, ConvertError> {
         let arena = SpillArena::new(staging.join("pages.spill"), arena_cap(budget));
+        let spill = Arc::new(RowSpill::new(staging.join("rows.spill")));
         let encoders = threads.saturating_sub(1).max(1);
         let encoder = || {
             Encoder::new(
                 settings.clone(),
                 staging.to_path_buf(),
                 arena.clone(),
-                state_cap(budget, encoders),
+                spill.clone(),
+                types.to_vec(),
             )
             .map_err(encode_error)
         };
@@ -309,14 +321,25 @@ impl Backend {
         } else {
             let mut senders = Vec::new();
             let mut handles = Vec::new();
+            let abort = Arc::new(std::sync::atomic::AtomicBool::new(false));
             for shard in 0..encoders {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(4);
                 let mut enc = encoder()?;
+                let stop = abort.clone();
                 let h = std::thread::Builder::new()
                     .name(format!("encode-{shard}"))
                     .spawn(move || -> WorkerResult {
-                        for (id, dir, batch) in rx {
-                            enc.write(id, &dir, &batch)?;
+                        for job in rx {
+                            if stop.load(Ordering::Relaxed) {
+                                return Ok(Vec::new());
+                            }
+                            match job {
+                                Job::Rows(id, dir, batch) => enc.write(id, &dir, &batch)?,
+                                Job::Close(id) => enc.close(id)?,
+                            }
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(Vec::new());
                         }
                         enc.finish()
                     })
@@ -324,7 +347,11 @@ impl Backend {
                 senders.push(tx);
                 handles.push(h);
             }
-            Sink::Threads(Shards { senders, handles })
+            Sink::Threads(Shards {
+                senders,
+                handles,
+                abort,
+            })
         };
         Ok(Self {
             settings,
@@ -341,27 +368,42 @@ impl Backend {
     ) -> Result<(), ConvertError> {
         match &mut self.sink {
             Sink::Inline(enc) => enc.write(id, dir, &batch).map_err(encode_error),
-            Sink::Threads(s) => {
-                let n = s.senders.len();
-                if s.senders[id % n].send((id, dir.clone(), batch)).is_ok() {
-                    return Ok(());
-                }
-                // The encoder stopped: it failed, and its error says why.
-                let shards = std::mem::replace(
-                    s,
-                    Shards {
-                        senders: Vec::new(),
-                        handles: Vec::new(),
-                    },
-                );
-                match shards.join() {
-                    Err(e) => Err(e),
-                    Ok(_) => Err(ConvertError::Output {
-                        path: PathBuf::from(&**dir),
-                        message: "an encoder thread stopped without an error".into(),
-                    }),
-                }
-            }
+            Sink::Threads(_) => self.send(id, Job::Rows(id, dir.clone(), batch)),
+        }
+    }
+
+    fn close(&mut self, id: usize) -> Result<(), ConvertError> {
+        match &mut self.sink {
+            Sink::Inline(enc) => enc.close(id).map_err(encode_error),
+            Sink::Threads(_) => self.send(id, Job::Close(id)),
+        }
+    }
+
+    /// Sends a job to the encoder thread owning partition `id`.
+    fn send(&mut self, id: usize, job: Job) -> Result<(), ConvertError> {
+        let Sink::Threads(s) = &mut self.sink else {
+            unreachable!("threaded")
+        };
+        let n = s.senders.len();
+        if s.senders[id % n].send(job).is_ok() {
+            return Ok(());
+        }
+        // The encoder stopped: it failed, and its error says why.
+        let abort = s.abort.clone();
+        let shards = std::mem::replace(
+            s,
+            Shards {
+                senders: Vec::new(),
+                handles: Vec::new(),
+                abort,
+            },
+        );
+        match shards.join() {
+            Err(e) => Err(e),
+            Ok(_) => Err(ConvertError::Output {
+                path: PathBuf::new(),
+                message: "an encoder thread stopped without an error".into(),
+            }),
         }
     }
 
@@ -402,9 +444,10 @@ impl Shards {
 }
 
 impl Drop for Shards {
-    /// A conversion that stops early (a rejected file) waits for its encoders before the
-    /// staging folder is removed.
+    /// A conversion that stops early (a rejected file) stops its encoders, without writing
+    /// what they hold, and waits for them before the staging folder is removed.
     fn drop(&mut self) {
+        self.abort.store(true, Ordering::Relaxed);
         self.senders.clear();
         for h in self.handles.drain(..) {
             let _ = h.join();
@@ -438,6 +481,11 @@ struct Router {
     held: usize,
     parts: Vec<PartBuf>,
     types: Vec<ColumnType>,
+    /// Partitions whose row group is open in the encoders, least recently fed first, and
+    /// which are.
+    open: VecDeque<usize>,
+    is_open: Vec<bool>,
+    max_open: usize,
     /// Partitions fed since the last look, and which are listed.
     touched: Vec<usize>,
     marks: Vec<bool>,
@@ -476,6 +524,7 @@ impl Router {
                 &self.staging,
                 self.threads,
                 self.budget_total,
+                &self.types,
             )?);
         }
         let Some(b) = self.backend.as_mut() else {
@@ -498,7 +547,8 @@ impl Router {
         Some(part.buf.take_reserving(keep))
     }
 
-    /// Hands partition `i`'s rows to the encoder.
+    /// Hands partition `i`'s rows to the encoder, keeping the open row groups within their
+    /// number (the least recently fed is written first).
     fn flush(&mut self, i: usize) -> Result<(), ConvertError> {
         if self.parts[i].buf.rows == 0 {
             return Ok(());
@@ -507,8 +557,25 @@ impl Router {
         let Some(batch) = self.take_batch(i) else {
             return Ok(());
         };
+        if self.is_open[i] {
+            if self.open.back() != Some(&i) {
+                self.open.retain(|&p| p != i);
+                self.open.push_back(i);
+            }
+        } else if opens_row_group(batch.rows) {
+            self.is_open[i] = true;
+            self.open.push_back(i);
+        }
         let dir = self.parts[i].dir.clone();
-        self.backend()?.write(i, &dir, batch)
+        self.backend()?.write(i, &dir, batch)?;
+        while self.open.len() > self.max_open {
+            let Some(old) = self.open.pop_front() else {
+                break;
+            };
+            self.is_open[old] = false;
+            self.backend()?.close(old)?;
+        }
+        Ok(())
     }
 
     /// Registers a new partition: its folder and key values; returns its number.
@@ -520,6 +587,7 @@ impl Router {
             bytes: 0,
         });
         self.marks.push(false);
+        self.is_open.push(false);
         self.parts.len() - 1
     }
 
@@ -848,6 +916,9 @@ fn run(
         held: 0,
         parts: Vec::new(),
         types: body_types.clone(),
+        open: VecDeque::new(),
+        is_open: Vec::new(),
+        max_open: max_open(opts.memory_budget_bytes),
         touched: Vec::new(),
         marks: Vec::new(),
         since_check: 0,

@@ -1,11 +1,14 @@
-//! The page spill of the staging folder: compressed pages of open row groups.
+//! Spill files of the staging folder: compressed pages of open row groups, and rows too few to
+//! make pages of.
 //!
 //! Rows of a month may be spread over the whole export, and a row group (hence a file) can only
 //! be written once its rows are all known; holding them all in memory makes memory grow with the
-//! input, as every peer converter does. Instead, rows become compressed pages as they arrive
-//! ([`crate::chunk`]) and the pages wait in a [`SpillArena`]: on the heap under a cap, in one
-//! spill file beyond it, until their row group is written. A row group of any size, and any
-//! number of them open at once, costs bounded memory.
+//! input, as every peer converter does. Two stores keep memory bounded instead:
+//! - [`SpillArena`]: rows become compressed pages as they arrive ([`crate::chunk`]) and the pages
+//!   wait on the heap under a cap, in one spill file beyond it, until their row group is written;
+//! - [`RowSpill`]: batches of a partition too small for pages of their own (thousands of
+//!   partitions under a small budget) wait as raw column buffers in one append-only file, and are
+//!   read back together when the partition is written.
 //!
 //! It owns this file and nothing else: it knows nothing of partitions, rows' meaning or Parquet
 //! layout.
@@ -18,6 +21,109 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::{PageKey, PageStore};
 use parquet::errors::{ParquetError, Result};
+
+/// Where one spilled batch lies in a [`RowSpill`] file.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment {
+    offset: u64,
+    len: usize,
+}
+
+/// A spill file error: the path and what happened.
+#[derive(Debug, thiserror::Error)]
+#[error("spill file {}: {source}", .path.display())]
+pub struct SpillError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+#[derive(Debug)]
+struct RowSpillFile {
+    file: Option<File>,
+    end: u64,
+}
+
+/// Batches set aside until their partition is written: one append-only file of byte segments,
+/// shared by every encoder thread (appends take a lock; reads are positioned). Removed when
+/// dropped.
+#[derive(Debug)]
+pub struct RowSpill {
+    path: PathBuf,
+    state: Mutex<RowSpillFile>,
+}
+
+impl RowSpill {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            state: Mutex::new(RowSpillFile { file: None, end: 0 }),
+        }
+    }
+
+    fn err(&self, source: std::io::Error) -> SpillError {
+        SpillError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Appends `bytes`; returns where they lie.
+    pub fn append(&self, bytes: &[u8]) -> std::result::Result<Segment, SpillError> {
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| self.err(std::io::Error::other("spill lock poisoned")))?;
+        if s.file.is_none() {
+            let f = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.path)
+                .map_err(|e| self.err(e))?;
+            s.file = Some(f);
+        }
+        let offset = s.end;
+        let Some(f) = s.file.as_ref() else {
+            unreachable!("opened above")
+        };
+        f.write_all_at(bytes, offset).map_err(|e| self.err(e))?;
+        s.end += bytes.len() as u64;
+        Ok(Segment {
+            offset,
+            len: bytes.len(),
+        })
+    }
+
+    /// Reads a segment back into `out` (replacing its contents).
+    pub fn read(&self, seg: Segment, out: &mut Vec<u8>) -> std::result::Result<(), SpillError> {
+        let s = self
+            .state
+            .lock()
+            .map_err(|_| self.err(std::io::Error::other("spill lock poisoned")))?;
+        let Some(f) = s.file.as_ref() else {
+            return Err(self.err(std::io::Error::other("read before any write")));
+        };
+        out.clear();
+        out.resize(seg.len, 0);
+        f.read_exact_at(out, seg.offset).map_err(|e| self.err(e))
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.state.lock().map_or(0, |s| s.end)
+    }
+}
+
+impl Drop for RowSpill {
+    fn drop(&mut self) {
+        if let Ok(s) = self.state.get_mut()
+            && s.file.take().is_some()
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
 
 /// The spill file and the count of page bytes resident in memory, shared by every page store of
 /// one encoder.
@@ -226,6 +332,27 @@ mod tests {
         assert!(spill.exists());
         drop((a, b, arena));
         assert!(!spill.exists(), "the spill file goes with the arena");
+    }
+
+    #[test]
+    fn spilled_segments_come_back_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.spill");
+        let spill = RowSpill::new(&path);
+        let a = spill.append(b"first").unwrap();
+        let b = spill.append(b"").unwrap();
+        let c = spill.append(b"third segment").unwrap();
+        let mut out = Vec::new();
+        spill.read(c, &mut out).unwrap();
+        assert_eq!(out, b"third segment");
+        spill.read(a, &mut out).unwrap();
+        assert_eq!(out, b"first");
+        spill.read(b, &mut out).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(spill.bytes(), 18);
+        assert!(path.exists());
+        drop(spill);
+        assert!(!path.exists(), "the spill file goes with the spill");
     }
 
     #[test]

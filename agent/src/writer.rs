@@ -3,12 +3,12 @@
 //! Owns how the rows routed to Hive partitions become `part-*.parquet` files of bounded size
 //! with large, bounded row groups, zstd or snappy, chunk statistics and a SHA-256 of every byte
 //! written; which columns are dictionary-encoded; and the [`Encoder`] that turns each batch of a
-//! partition into pages of its open row group at once ([`crate::chunk`]). An open row group
-//! costs its dictionaries and page list only (the pages wait, compressed, in a [`SpillArena`]),
-//! so every partition keeps one open until the end and becomes one row group, however its rows
-//! are spread over the export; past a memory cap, the row groups holding the most are closed
-//! early. Files are opened only while bytes are written to them, so thousands of partitions
-//! never exhaust file handles. It does not decide partitions or parse CSV.
+//! partition into pages of its open row group at once ([`crate::chunk`]), or sets a small one
+//! aside until the partition is written. An open row group costs its dictionaries and page list
+//! only (the pages wait, compressed, in a [`SpillArena`]), so up to a hundred or so partitions
+//! keep one open until the end and each becomes one row group, however its rows are spread over
+//! the export. Files are opened only while bytes are written to them, so thousands of
+//! partitions never exhaust file handles. It does not decide partitions or parse CSV.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::chunk::{ChunkWriter, Compressor};
 use crate::columns::{BatchBuilder, Values};
 use crate::contract::{Compression, OutputSettings};
-use crate::spill::SpillArena;
+use crate::spill::{RowSpill, Segment, SpillArena};
 
 /// Writes to a file that is open only while bytes flow: `flush` closes it, the next `write`
 /// reopens it for appending. Hashes and counts every byte.
@@ -296,11 +296,6 @@ impl PartitionWriter {
         !self.chunks.is_empty()
     }
 
-    /// Memory the open row group holds (dictionaries, page lists).
-    pub fn memory_bytes(&self) -> usize {
-        self.chunks.iter().map(ChunkWriter::memory_bytes).sum()
-    }
-
     /// Writes the open row group (if any) to the file, parks the file, and rolls it when it
     /// reached its target size.
     pub fn end_row_group(&mut self, comp: &mut Compressor) -> io::Result<()> {
@@ -386,20 +381,41 @@ pub fn is_big(rows: usize, bytes: usize) -> bool {
 pub const MIN_ROW_GROUP_ROWS: usize = 65_536;
 /// Bytes at which a partition's buffer is encoded, however few its rows.
 pub const MIN_ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
-/// Writes between two looks at the memory the open row groups hold.
-const STATE_CHECK_WRITES: u32 = 64;
+/// A batch of fewer rows for a partition without an open row group is set aside in the row
+/// spill rather than cut into pages of its own (thousands of partitions under a small budget):
+/// the partition's set-aside rows are written together, later.
+pub const SPILL_ROWS: usize = 1024;
+/// Rows of set-aside batches written at a time when they are read back.
+const MERGE_ROWS: usize = 65_536;
 
-/// The partitions one thread encodes: each batch becomes pages of its partition's open row
-/// group at once, with this thread's one compressor. When the open row groups together hold
-/// more than `state_cap` bytes (thousands of partitions), the largest are written out early.
+/// Whether a batch of `rows` for a partition opens a row group (else it is set aside), for the
+/// router and the encoders alike.
+pub fn opens_row_group(rows: usize) -> bool {
+    rows >= SPILL_ROWS
+}
+
+/// The encoding side of one partition: its files and open row group, and the batches it set
+/// aside.
+struct PartState {
+    writer: PartitionWriter,
+    segments: Vec<Segment>,
+}
+
+/// The partitions one thread encodes. A batch of a partition with an open row group, or one large
+/// enough to open it, becomes pages of that row group at once (after the batches the partition
+/// set aside, so that rows keep their order), with this thread's one compressor; a small batch of
+/// a partition without one waits in the [`RowSpill`]. The router closes row groups beyond the
+/// number it keeps open (least recently fed first), so the decisions, hence the files, do not
+/// depend on how many threads encode.
 pub struct Encoder {
     settings: Arc<TableWriterSettings>,
     staging: PathBuf,
     arena: SpillArena,
+    spill: Arc<RowSpill>,
+    types: Vec<crate::contract::ColumnType>,
     comp: Compressor,
-    parts: Vec<Option<PartitionWriter>>,
-    state_cap: usize,
-    since_check: u32,
+    parts: Vec<Option<PartState>>,
+    scratch: Vec<u8>,
 }
 
 impl Encoder {
@@ -407,7 +423,8 @@ impl Encoder {
         settings: Arc<TableWriterSettings>,
         staging: PathBuf,
         arena: SpillArena,
-        state_cap: usize,
+        spill: Arc<RowSpill>,
+        types: Vec<crate::contract::ColumnType>,
     ) -> Result<Self, EncodeError> {
         let comp = Compressor::new(settings.codec).map_err(|e| EncodeError {
             dir: staging.clone(),
@@ -417,10 +434,11 @@ impl Encoder {
             settings,
             staging,
             arena,
+            spill,
+            types,
             comp,
             parts: Vec::new(),
-            state_cap,
-            since_check: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -430,69 +448,105 @@ impl Encoder {
             self.parts.resize_with(id + 1, || None);
         }
         let (settings, arena, staging) = (&self.settings, &self.arena, &self.staging);
-        let p = self.parts[id].get_or_insert_with(|| {
-            PartitionWriter::new(partition_dir(staging, dir), settings.clone(), arena.clone())
+        let p = self.parts[id].get_or_insert_with(|| PartState {
+            writer: PartitionWriter::new(
+                partition_dir(staging, dir),
+                settings.clone(),
+                arena.clone(),
+            ),
+            segments: Vec::new(),
         });
-        p.write(batch, &mut self.comp)
-            .map_err(|source| EncodeError {
-                dir: p.dir().to_path_buf(),
-                source,
-            })?;
-        self.since_check += 1;
-        if self.since_check >= STATE_CHECK_WRITES {
-            self.since_check = 0;
-            self.bound_state()?;
-        }
-        Ok(())
-    }
-
-    /// Ends the row groups holding the most memory while all together hold more than the cap.
-    fn bound_state(&mut self) -> Result<(), EncodeError> {
-        let mut held: Vec<(usize, usize)> = self
-            .parts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().map(|p| (p.memory_bytes(), i)))
-            .collect();
-        let mut total: usize = held.iter().map(|h| h.0).sum();
-        if total <= self.state_cap {
+        let fail = |p: &PartState, source| EncodeError {
+            dir: p.writer.dir().to_path_buf(),
+            source,
+        };
+        if !p.writer.has_open_row_group() && !opens_row_group(batch.rows) {
+            self.scratch.clear();
+            batch.encode_into(&mut self.scratch);
+            let seg = self
+                .spill
+                .append(&self.scratch)
+                .map_err(|e| fail(p, io::Error::other(e)))?;
+            p.segments.push(seg);
             return Ok(());
         }
-        held.sort_unstable_by(|a, b| b.cmp(a));
-        log::debug!(
-            "open row groups hold {total} bytes (cap {}): the largest are written early",
-            self.state_cap
-        );
-        for (bytes, i) in held {
-            if total <= self.state_cap / 4 * 3 {
-                break;
-            }
-            if let Some(Some(p)) = self.parts.get_mut(i) {
-                p.end_row_group(&mut self.comp)
-                    .map_err(|source| EncodeError {
-                        dir: p.dir().to_path_buf(),
-                        source,
-                    })?;
-            }
-            total -= bytes;
+        drain(
+            p,
+            &self.spill,
+            &self.types,
+            &mut self.scratch,
+            &mut self.comp,
+        )
+        .map_err(|e| fail(p, e))?;
+        p.writer
+            .write(batch, &mut self.comp)
+            .map_err(|e| fail(p, e))
+    }
+
+    /// Writes partition `id`'s open row group now (the router keeps it open no longer).
+    pub fn close(&mut self, id: usize) -> Result<(), EncodeError> {
+        if let Some(Some(p)) = self.parts.get_mut(id) {
+            p.writer
+                .end_row_group(&mut self.comp)
+                .map_err(|source| EncodeError {
+                    dir: p.writer.dir().to_path_buf(),
+                    source,
+                })?;
         }
         Ok(())
     }
 
-    /// Writes every partition's open row group and closes its files; returns the files by
-    /// partition id.
+    /// Writes every partition's set-aside rows and open row group and closes its files; returns
+    /// the files by partition id.
     pub fn finish(mut self) -> Result<Vec<(usize, Vec<WrittenFile>)>, EncodeError> {
         let mut out = Vec::new();
         for (i, p) in std::mem::take(&mut self.parts).into_iter().enumerate() {
-            let Some(p) = p else { continue };
-            let dir = p.dir().to_path_buf();
-            let files = p
-                .finish(&mut self.comp, false)
-                .map_err(|source| EncodeError { dir, source })?;
+            let Some(mut p) = p else { continue };
+            let dir = p.writer.dir().to_path_buf();
+            let fail = |source| EncodeError {
+                dir: dir.clone(),
+                source,
+            };
+            drain(
+                &mut p,
+                &self.spill,
+                &self.types,
+                &mut self.scratch,
+                &mut self.comp,
+            )
+            .map_err(fail)?;
+            let files = p.writer.finish(&mut self.comp, false).map_err(fail)?;
             out.push((i, files));
         }
         Ok(out)
     }
+}
+
+/// Writes the batches partition `p` set aside, in order, merged into large batches.
+fn drain(
+    p: &mut PartState,
+    spill: &RowSpill,
+    types: &[crate::contract::ColumnType],
+    scratch: &mut Vec<u8>,
+    comp: &mut Compressor,
+) -> io::Result<()> {
+    if p.segments.is_empty() {
+        return Ok(());
+    }
+    let mut merged = BatchBuilder::new(types);
+    for seg in std::mem::take(&mut p.segments) {
+        spill.read(seg, scratch).map_err(io::Error::other)?;
+        if !merged.decode_append(scratch) {
+            return Err(io::Error::other(
+                "a batch read back from the row spill is damaged",
+            ));
+        }
+        if merged.rows >= MERGE_ROWS {
+            p.writer.write(&merged, comp)?;
+            merged = BatchBuilder::new(types);
+        }
+    }
+    p.writer.write(&merged, comp)
 }
 
 /// Where the files of partition folder `dir` are staged.
@@ -844,7 +898,7 @@ mod tests {
     }
 
     #[test]
-    fn past_the_memory_cap_the_largest_row_groups_are_written_early_in_order() {
+    fn small_batches_wait_in_the_spill_and_rows_keep_their_order() {
         use arrow_array::cast::AsArray;
         use arrow_array::types::Int64Type;
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -862,25 +916,47 @@ mod tests {
         let settings = Arc::new(TableWriterSettings::new(schema, props, &out).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let arena = SpillArena::new(dir.path().join("pages.spill"), 1 << 20);
-        // a cap the dictionaries of three partitions exceed
-        let mut enc = Encoder::new(settings, dir.path().to_path_buf(), arena, 64 * 1024).unwrap();
+        let spill = Arc::new(RowSpill::new(dir.path().join("rows.spill")));
+        let mut enc = Encoder::new(
+            settings,
+            dir.path().to_path_buf(),
+            arena,
+            spill.clone(),
+            types.to_vec(),
+        )
+        .unwrap();
         let mut n = 0i64;
-        for round in 0..STATE_CHECK_WRITES as usize * 3 {
-            let part = round % 3;
+        let mut batch = |rows: usize, part: usize| {
             let mut b = BatchBuilder::new(&types);
-            for _ in 0..200 {
-                b.cols[0].push_text(format!("code-{part}-{n}").as_bytes());
+            for _ in 0..rows {
+                b.cols[0].push_text(format!("code-{part}-{}", n % 5).as_bytes());
                 b.cols[1].push_i64(n);
                 b.rows += 1;
                 n += 1;
             }
-            enc.write(part, &format!("p={part}"), &b).unwrap();
+            b
+        };
+        // partitions 0 and 1: small batches only (set aside); partition 2: small, large, closed
+        // early by the router, small, large
+        for round in 0..30 {
+            enc.write(
+                round % 2,
+                &format!("p={}", round % 2),
+                &batch(100, round % 2),
+            )
+            .unwrap();
         }
+        enc.write(2, "p=2", &batch(100, 2)).unwrap();
+        enc.write(2, "p=2", &batch(SPILL_ROWS, 2)).unwrap();
+        enc.close(2).unwrap();
+        enc.write(2, "p=2", &batch(100, 2)).unwrap();
+        enc.write(2, "p=2", &batch(SPILL_ROWS + 1, 2)).unwrap();
+        assert!(spill.bytes() > 0, "small batches were set aside");
         let mut all = Vec::new();
-        let mut groups = 0;
+        let mut groups = Vec::new();
         for (part, files) in enc.finish().unwrap() {
             assert_eq!(files.len(), 1);
-            groups += files[0].row_groups;
+            groups.push(files[0].row_groups);
             let bytes = bytes::Bytes::from(std::fs::read(&files[0].path).unwrap());
             let r = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .unwrap()
@@ -901,11 +977,14 @@ mod tests {
                 ids.windows(2).all(|w| w[0] < w[1]),
                 "partition {part} in row order"
             );
-            assert!(ids.iter().all(|&i| (i / 200) as usize % 3 == part));
             all.extend(ids);
         }
+        assert_eq!(
+            groups,
+            [1, 1, 2],
+            "one row group each, two where the router closed one"
+        );
         all.sort_unstable();
         assert_eq!(all, (0..n).collect::<Vec<_>>(), "every row, once");
-        assert!(groups > 3, "row groups were written early: {groups}");
     }
 }

@@ -573,6 +573,69 @@ fn months_spread_over_the_file_make_one_row_group_each_in_file_order() {
 }
 
 #[test]
+fn thousands_of_partitions_under_a_small_budget_give_one_row_group_each_on_any_thread_count() {
+    // 3,000 days, rows shuffled: batches of a few rows each wait in the row spill, every
+    // partition is still one row group, in file order, and the bytes do not depend on threads
+    let s = Scratch::new();
+    let contract = r#"
+name = "d"
+domain = "test"
+partition_by = [
+  { column = "d", transform = "year" },
+  { column = "d", transform = "month" },
+  { column = "d", transform = "day" },
+]
+columns = [ { name = "id", type = "bigint" }, { name = "d", type = "date", formats = ["%Y-%m-%d"] }, { name = "t", type = "string" } ]
+"#;
+    let mut csv = String::from("id,d,t\n");
+    let days = 3_000u32;
+    for i in 0..60_000u32 {
+        let day = (i * 7919) % days;
+        let (y, rest) = (2015 + day / 360, day % 360);
+        csv.push_str(&format!(
+            "{i},{y}-{:02}-{:02},t{}\n",
+            1 + rest / 30,
+            1 + rest % 28,
+            i % 13
+        ));
+    }
+    let c = Contract::from_toml(contract, std::path::Path::new("t.toml")).unwrap();
+    let input = s.write("days.csv", csv);
+    let mut hashes = Vec::new();
+    for threads in [1, 3] {
+        let out = s.path(&format!("out{threads}"));
+        let mut opts = ConvertOptions::new(&out);
+        opts.memory_budget_bytes = 8 * 1024 * 1024;
+        opts.threads = threads;
+        let r = convert_file(&c, &input, &opts).unwrap();
+        let mut files: Vec<(String, String)> = r
+            .objects
+            .iter()
+            .map(|o| (o.key.clone(), o.sha256.clone()))
+            .collect();
+        files.sort();
+        hashes.push(files);
+        let by_file = ids_by_file(&out.join("d"));
+        let mut all: Vec<i64> = Vec::new();
+        for (f, row_groups, ids) in &by_file {
+            assert_eq!(*row_groups, 1, "{f}: one row group");
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "{f}: rows in file order"
+            );
+            all.extend(ids);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..60_000).collect::<Vec<i64>>());
+    }
+    assert!(hashes[0].len() > 2_000);
+    assert_eq!(
+        hashes[0], hashes[1],
+        "the same bytes on one and three threads"
+    );
+}
+
+#[test]
 fn sorted_months_stream_into_row_groups_and_late_rows_keep_their_order() {
     // 70,000 rows a month arrive together (a row group each, streamed while the file is read,
     // at most two open at once), then a few late rows of the first month come at the end
