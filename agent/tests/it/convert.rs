@@ -637,8 +637,8 @@ columns = [ { name = "id", type = "bigint" }, { name = "d", type = "date", forma
 
 #[test]
 fn sorted_months_stream_into_row_groups_and_late_rows_keep_their_order() {
-    // 70,000 rows a month arrive together (a row group each, streamed while the file is read,
-    // at most two open at once), then a few late rows of the first month come at the end
+    // 70,000 rows a month arrive together (pages of its row group at once, streamed while the
+    // file is read), then a few late rows of the first month come at the end
     let s = Scratch::new();
     let mut csv = String::from("id,d,t\n");
     let mut id = 0u32;
