@@ -307,26 +307,10 @@ impl Column {
             self.nulls.append_n_non_nulls(n);
         }
         match &mut self.values {
-            Values::I32(v) => v.extend(
-                take(n * 4)?
-                    .chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            ),
-            Values::I64(v) => v.extend(
-                take(n * 8)?
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
-            ),
-            Values::F64(v) => v.extend(
-                take(n * 8)?
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
-            ),
-            Values::I128(v) => v.extend(
-                take(n * 16)?
-                    .chunks_exact(16)
-                    .map(|c| i128::from_le_bytes(c.try_into().unwrap_or([0; 16]))),
-            ),
+            Values::I32(v) => v.extend(le_values(take(n * 4)?, i32::from_le_bytes)),
+            Values::I64(v) => v.extend(le_values(take(n * 8)?, i64::from_le_bytes)),
+            Values::F64(v) => v.extend(le_values(take(n * 8)?, f64::from_le_bytes)),
+            Values::I128(v) => v.extend(le_values(take(n * 16)?, i128::from_le_bytes)),
             Values::Bool(v) => v.extend(take(n)?.iter().map(|&b| b != 0)),
             Values::Text { offsets, data } => {
                 let base = data.len() as i32;
@@ -402,6 +386,16 @@ impl Column {
             (v, t) => unreachable!("{t:?} column holding {v:?}"),
         })
     }
+}
+
+/// The values of `bytes`, `N` little-endian bytes each.
+fn le_values<'a, const N: usize, T: 'a>(
+    bytes: &'a [u8],
+    f: fn([u8; N]) -> T,
+) -> impl Iterator<Item = T> + 'a {
+    bytes
+        .chunks_exact(N)
+        .map(move |c| f(c.try_into().unwrap_or([0; N])))
 }
 
 /// Buffers for every body column of one partition.
@@ -681,12 +675,12 @@ mod tests {
             .collect();
         let schema = body_schema(&cols);
         let got = all.finish(&schema).unwrap();
-        let want = arrow_select_concat(&schema, &mut [a, b]);
+        let want = joined(&schema, &[a, b]);
         assert_eq!(got, want);
     }
 
-    fn arrow_select_concat(schema: &SchemaRef, parts: &mut [BatchBuilder]) -> RecordBatch {
-        // the expected rows: both batches, one after the other, built directly
+    /// The expected rows: `parts` one after the other, copied value by value.
+    fn joined(schema: &SchemaRef, parts: &[BatchBuilder]) -> RecordBatch {
         let types: Vec<ColumnType> = parts[0].cols.iter().map(|c| c.ty).collect();
         let mut joined = BatchBuilder::new(&types);
         for p in parts.iter() {

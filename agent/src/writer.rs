@@ -604,6 +604,22 @@ mod tests {
             const { std::cell::RefCell::new(Vec::new()) };
     }
 
+    /// Settings for `schema` with files and row groups that never roll, `plain` columns without
+    /// a dictionary.
+    fn settings_for(
+        schema: &SchemaRef,
+        compression: Compression,
+        plain: &[String],
+    ) -> Arc<TableWriterSettings> {
+        let out = OutputSettings {
+            compression,
+            target_file_bytes: 1 << 40,
+            row_group_bytes: 1 << 40,
+        };
+        let props = writer_properties(&out, Vec::new(), plain).unwrap();
+        Arc::new(TableWriterSettings::new(schema.clone(), props, &out).unwrap())
+    }
+
     /// Writes `batches` as one partition with every column dictionary-encoded where allowed
     /// (`dictionary`), reads the file back with the parquet crate's Arrow reader.
     fn round_trip(
@@ -619,18 +635,12 @@ mod tests {
             .map(|(i, &t)| (format!("c{i}"), t, format!("C{i}")))
             .collect();
         let schema = body_schema(&cols);
-        let out = OutputSettings {
-            compression,
-            target_file_bytes: 1 << 40,
-            row_group_bytes: 1 << 40,
-        };
         let plain: Vec<String> = if dictionary {
             Vec::new()
         } else {
             cols.iter().map(|c| c.0.clone()).collect()
         };
-        let props = writer_properties(&out, Vec::new(), &plain).unwrap();
-        let settings = Arc::new(TableWriterSettings::new(schema.clone(), props, &out).unwrap());
+        let settings = settings_for(&schema, compression, &plain);
         let dir = tempfile::tempdir().unwrap();
         let arena = SpillArena::new(dir.path().join("pages.spill"), 4096);
         let mut comp = Compressor::new(settings.codec).unwrap();
@@ -907,13 +917,7 @@ mod tests {
             ("code".into(), ColumnType::String, "code".into()),
             ("n".into(), ColumnType::BigInt, "n".into()),
         ]);
-        let out = OutputSettings {
-            compression: Compression::Zstd(3),
-            target_file_bytes: 1 << 40,
-            row_group_bytes: 1 << 40,
-        };
-        let props = writer_properties(&out, Vec::new(), &[]).unwrap();
-        let settings = Arc::new(TableWriterSettings::new(schema, props, &out).unwrap());
+        let settings = settings_for(&schema, Compression::Zstd(3), &[]);
         let dir = tempfile::tempdir().unwrap();
         let arena = SpillArena::new(dir.path().join("pages.spill"), 1 << 20);
         let spill = Arc::new(RowSpill::new(dir.path().join("rows.spill")));

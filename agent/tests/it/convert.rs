@@ -503,6 +503,24 @@ columns = [ { name = "id", type = "bigint" }, { name = "d", type = "date", forma
 }
 
 /// Ids of each partition file, in file order, with its row-group count.
+/// Asserts that every partition file below `dir` is one row group holding its rows in file
+/// order, and that together they hold ids `0..rows` once each; returns how many files.
+fn one_row_group_each_in_file_order(dir: &std::path::Path, rows: i64) -> usize {
+    let files = ids_by_file(dir);
+    let mut all: Vec<i64> = Vec::new();
+    for (f, row_groups, ids) in &files {
+        assert_eq!(*row_groups, 1, "{f}: one row group");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "{f}: rows in file order"
+        );
+        all.extend(ids);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..rows).collect::<Vec<i64>>());
+    files.len()
+}
+
 fn ids_by_file(dir: &std::path::Path) -> Vec<(String, usize, Vec<i64>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -542,7 +560,7 @@ columns = [ { name = "id", type = "bigint" }, { name = "d", type = "date", forma
 
 #[test]
 fn months_spread_over_the_file_make_one_row_group_each_in_file_order() {
-    // every row of a month waits (in the spill) until the end: one row group per partition
+    // the rows of a month come a few at a time all over the file: one row group per partition
     let s = Scratch::new();
     let mut csv = String::from("id,d,t\n");
     for i in 0..40_000u32 {
@@ -556,19 +574,7 @@ fn months_spread_over_the_file_make_one_row_group_each_in_file_order() {
         opts.memory_budget_bytes = 512 * 1024;
         opts.threads = threads;
         convert_file(&c, &input, &opts).unwrap();
-        let files = ids_by_file(&out.join("m"));
-        assert_eq!(files.len(), 12);
-        let mut all: Vec<i64> = Vec::new();
-        for (f, row_groups, ids) in &files {
-            assert_eq!(*row_groups, 1, "{f}: one row group");
-            assert!(
-                ids.windows(2).all(|w| w[0] < w[1]),
-                "{f}: rows in file order"
-            );
-            all.extend(ids);
-        }
-        all.sort_unstable();
-        assert_eq!(all, (0..40_000).collect::<Vec<i64>>());
+        assert_eq!(one_row_group_each_in_file_order(&out.join("m"), 40_000), 12);
     }
 }
 
@@ -615,18 +621,7 @@ columns = [ { name = "id", type = "bigint" }, { name = "d", type = "date", forma
             .collect();
         files.sort();
         hashes.push(files);
-        let by_file = ids_by_file(&out.join("d"));
-        let mut all: Vec<i64> = Vec::new();
-        for (f, row_groups, ids) in &by_file {
-            assert_eq!(*row_groups, 1, "{f}: one row group");
-            assert!(
-                ids.windows(2).all(|w| w[0] < w[1]),
-                "{f}: rows in file order"
-            );
-            all.extend(ids);
-        }
-        all.sort_unstable();
-        assert_eq!(all, (0..60_000).collect::<Vec<i64>>());
+        one_row_group_each_in_file_order(&out.join("d"), 60_000);
     }
     assert!(hashes[0].len() > 2_000);
     assert_eq!(
