@@ -18,6 +18,7 @@ use arrow_buffer::{Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::contract::ColumnType;
+use crate::intern::Interner;
 
 /// Field metadata key holding the column's header as exported.
 pub const SOURCE_NAME_KEY: &str = "lakemesh.source_name";
@@ -63,6 +64,31 @@ pub enum Values {
         offsets: Vec<i32>,
         data: Vec<u8>,
     },
+    /// `string` in a partition's buffer, by number: value `i` is entry `ids[i]` of the column's
+    /// [`Interner`], or, with [`PRIVATE`] set, entry `ids[i] & !PRIVATE` of `offsets`/`data`
+    /// (values the interner does not hold). [`Column::localize`] makes it [`Values::Dict`].
+    Interned {
+        ids: Vec<u32>,
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+    },
+    /// `string` handed to an encoder: value `i` is entry `ids[i]` of `offsets`/`data`, the
+    /// values of the batch in order of first appearance (a value may appear twice).
+    Dict {
+        ids: Vec<u32>,
+        offsets: Vec<i32>,
+        data: Vec<u8>,
+    },
+}
+
+/// Marks a number of [`Values::Interned`] that is an entry of the buffer itself.
+pub const PRIVATE: u32 = 1 << 31;
+
+/// Entry `k` of text held as offsets and bytes.
+#[inline]
+pub fn text_entry<'a>(offsets: &[i32], data: &'a [u8], k: u32) -> &'a [u8] {
+    let k = k as usize;
+    &data[offsets[k] as usize..offsets[k + 1] as usize]
 }
 
 /// One column's values in the making.
@@ -83,12 +109,27 @@ impl Column {
             ColumnType::Int | ColumnType::Date => Values::I32(Vec::new()),
             ColumnType::BigInt | ColumnType::Timestamp => Values::I64(Vec::new()),
             ColumnType::Double => Values::F64(Vec::new()),
+            // 18 digits fit 64 bits: the unscaled value in half the space
+            ColumnType::Decimal { precision, .. } if precision <= 18 => Values::I64(Vec::new()),
             ColumnType::Decimal { .. } => Values::I128(Vec::new()),
             ColumnType::Boolean => Values::Bool(Vec::new()),
         };
         Self {
             ty,
             values,
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+
+    /// A `string` column whose values go through an [`Interner`] ([`Column::push_interned`]).
+    pub fn interned() -> Self {
+        Self {
+            ty: ColumnType::String,
+            values: Values::Interned {
+                ids: Vec::new(),
+                offsets: vec![0],
+                data: Vec::new(),
+            },
             nulls: NullBufferBuilder::new(0),
         }
     }
@@ -110,6 +151,9 @@ impl Column {
             Values::I128(v) => v.capacity() * 16,
             Values::Bool(v) => v.capacity(),
             Values::Text { offsets, data } => offsets.capacity() * 4 + data.capacity(),
+            Values::Interned { ids, offsets, data } | Values::Dict { ids, offsets, data } => {
+                ids.capacity() * 4 + offsets.capacity() * 4 + data.capacity()
+            }
         };
         v + self.nulls.allocated_size()
     }
@@ -123,6 +167,7 @@ impl Column {
             Values::I128(v) => v.push(0),
             Values::Bool(v) => v.push(false),
             Values::Text { offsets, data } => offsets.push(data.len() as i32),
+            Values::Interned { ids, .. } | Values::Dict { ids, .. } => ids.push(0),
         }
         self.nulls.append_null();
     }
@@ -152,6 +197,8 @@ impl Column {
     pub fn push_i128(&mut self, x: i128) {
         match &mut self.values {
             Values::I128(v) => v.push(x),
+            // a decimal of at most 18 digits (the parser bounded it by the precision)
+            Values::I64(v) => v.push(x as i64),
             _ => unreachable!("push_i128 on a {:?} column", self.ty),
         }
         self.nulls.append_non_null();
@@ -175,9 +222,41 @@ impl Column {
                 data.extend_from_slice(s);
                 offsets.push(data.len() as i32);
             }
+            Values::Interned { ids, offsets, data } => {
+                ids.push(PRIVATE | (offsets.len() - 1) as u32);
+                data.extend_from_slice(s);
+                offsets.push(data.len() as i32);
+            }
             _ => unreachable!("push_text on a {:?} column", self.ty),
         }
         self.nulls.append_non_null();
+    }
+
+    /// Appends `buf[start..end]` as text through the column's interner: its number when the
+    /// interner holds it (returns 0), else the value itself (returns its length, the bytes to
+    /// count). The column must be [`Column::interned`].
+    #[inline]
+    pub fn push_interned(
+        &mut self,
+        interner: &mut Interner,
+        buf: &[u8],
+        start: usize,
+        end: usize,
+    ) -> usize {
+        let Values::Interned { ids, .. } = &mut self.values else {
+            unreachable!("push_interned on a {:?} column", self.ty)
+        };
+        match interner.intern_within(buf, start, end) {
+            Some(k) => {
+                ids.push(k);
+                self.nulls.append_non_null();
+                0
+            }
+            None => {
+                self.push_text_within(buf, start, end);
+                end - start
+            }
+        }
     }
 
     /// Appends `buf[start..end]` as text, like [`Column::push_text`]; short values that have
@@ -200,6 +279,11 @@ impl Column {
                 }
                 offsets.push(data.len() as i32);
             }
+            Values::Interned { ids, offsets, data } => {
+                ids.push(PRIVATE | (offsets.len() - 1) as u32);
+                data.extend_from_slice(&buf[start..end]);
+                offsets.push(data.len() as i32);
+            }
             _ => unreachable!("push_text on a {:?} column", self.ty),
         }
         self.nulls.append_non_null();
@@ -220,6 +304,20 @@ impl Column {
                 offsets.truncate(len + 1);
                 data.truncate(offsets[len] as usize);
             }
+            Values::Interned { ids, offsets, data } => {
+                // the buffer's own entries of the values dropped are its last ones
+                if let Some(k) = ids[len..]
+                    .iter()
+                    .filter(|&&id| id & PRIVATE != 0)
+                    .map(|&id| (id & !PRIVATE) as usize)
+                    .min()
+                {
+                    offsets.truncate(k + 1);
+                    data.truncate(offsets[k] as usize);
+                }
+                ids.truncate(len);
+            }
+            Values::Dict { ids, .. } => ids.truncate(len),
         }
         self.nulls.truncate(len);
     }
@@ -285,6 +383,24 @@ impl Column {
                 out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
                 out.extend_from_slice(bytes);
             }
+            Values::Dict { ids, offsets, data } => {
+                // as text: a batch set aside is read back into plain text buffers
+                let valid = |i: usize| !self.is_null(i);
+                let mut end = 0u32;
+                for (i, &k) in ids.iter().enumerate() {
+                    if valid(i) {
+                        end += text_entry(offsets, data, k).len() as u32;
+                    }
+                    out.extend_from_slice(&end.to_le_bytes());
+                }
+                out.extend_from_slice(&(end as u64).to_le_bytes());
+                for (i, &k) in ids.iter().enumerate() {
+                    if valid(i) {
+                        out.extend_from_slice(text_entry(offsets, data, k));
+                    }
+                }
+            }
+            Values::Interned { .. } => unreachable!("interned values are localized first"),
         }
     }
 
@@ -322,6 +438,7 @@ impl Column {
                 let len = u64::from_le_bytes(take(8)?.try_into().ok()?) as usize;
                 data.extend_from_slice(take(len)?);
             }
+            Values::Interned { .. } | Values::Dict { .. } => return None,
         }
         Some(at)
     }
@@ -352,9 +469,71 @@ impl Column {
                 offsets.reserve(rows);
                 data.reserve(old.len().div_ceil(taken) * rows);
             }
+            (
+                _,
+                Values::Interned {
+                    offsets: old_offsets,
+                    data: old,
+                    ..
+                },
+            ) => {
+                fresh = Column::interned();
+                if let Values::Interned { ids, offsets, data } = &mut fresh.values {
+                    ids.reserve(rows);
+                    offsets.reserve((old_offsets.len() - 1).div_ceil(taken) * rows);
+                    data.reserve(old.len().div_ceil(taken) * rows);
+                }
+            }
             _ => {}
         }
         std::mem::replace(self, fresh)
+    }
+
+    /// Turns [`Values::Interned`] numbers into a dictionary of this column's own: the values
+    /// it refers to, in order of first appearance, copied from `interner` (or from the buffer's
+    /// own entries). `seen` is scratch, every slot `u32::MAX` (and left so). Other columns are
+    /// left as they are.
+    pub fn localize(&mut self, interner: &Interner, seen: &mut Vec<u32>) {
+        let Values::Interned { ids, offsets, data } = &mut self.values else {
+            return;
+        };
+        if seen.len() < interner.len() {
+            seen.resize(interner.len(), u32::MAX);
+        }
+        let valid = self.nulls.as_slice();
+        let mut dict_offsets = vec![0i32];
+        let mut dict = Vec::new();
+        let mut used: Vec<u32> = Vec::new();
+        for (i, id) in ids.iter_mut().enumerate() {
+            if valid.is_some_and(|bits| bits[i / 8] & (1 << (i % 8)) == 0) {
+                *id = 0;
+                continue;
+            }
+            let k = if *id & PRIVATE != 0 {
+                dict.extend_from_slice(text_entry(offsets, data, *id & !PRIVATE));
+                dict_offsets.push(dict.len() as i32);
+                (dict_offsets.len() - 2) as u32
+            } else {
+                let slot = &mut seen[*id as usize];
+                if *slot == u32::MAX {
+                    dict.extend_from_slice(interner.get(*id));
+                    dict_offsets.push(dict.len() as i32);
+                    *slot = (dict_offsets.len() - 2) as u32;
+                    used.push(*id);
+                }
+                *slot
+            };
+            *id = k;
+        }
+        for g in used {
+            seen[g as usize] = u32::MAX;
+        }
+        let ids = std::mem::take(ids);
+        self.values = Values::Dict {
+            ids,
+            offsets: dict_offsets,
+            data: dict,
+        };
     }
 
     /// Takes the values out as an Arrow array, leaving the column empty with no memory held.
@@ -371,6 +550,10 @@ impl Column {
             (Values::I64(v), ColumnType::Timestamp) => Arc::new(
                 TimestampMillisecondArray::try_new(ScalarBuffer::from(v), nulls)?,
             ),
+            (Values::I64(v), ColumnType::Decimal { precision, scale }) => Arc::new(
+                Decimal128Array::try_new(v.into_iter().map(i128::from).collect(), nulls)?
+                    .with_precision_and_scale(precision, scale)?,
+            ),
             (Values::I64(v), _) => Arc::new(Int64Array::try_new(ScalarBuffer::from(v), nulls)?),
             (Values::F64(v), _) => Arc::new(Float64Array::try_new(ScalarBuffer::from(v), nulls)?),
             (Values::I128(v), ColumnType::Decimal { precision, scale }) => Arc::new(
@@ -383,6 +566,22 @@ impl Column {
                 Buffer::from_vec(data),
                 nulls,
             )?),
+            (Values::Dict { ids, offsets, data }, _) => {
+                let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+                let mut text = Vec::new();
+                let mut ends = vec![0i32];
+                for (i, &k) in ids.iter().enumerate() {
+                    if valid(i) {
+                        text.extend_from_slice(text_entry(&offsets, &data, k));
+                    }
+                    ends.push(text.len() as i32);
+                }
+                Arc::new(StringArray::try_new(
+                    OffsetBuffer::new(ScalarBuffer::from(ends)),
+                    Buffer::from_vec(text),
+                    nulls,
+                )?)
+            }
             (v, t) => unreachable!("{t:?} column holding {v:?}"),
         })
     }
@@ -410,6 +609,33 @@ impl BatchBuilder {
         Self {
             cols: types.iter().map(|&t| Column::new(t)).collect(),
             rows: 0,
+        }
+    }
+
+    /// Buffers whose `string` columns marked in `interned` are [`Column::interned`].
+    pub fn with_interned(types: &[ColumnType], interned: &[bool]) -> Self {
+        Self {
+            cols: types
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| {
+                    if t == ColumnType::String && interned.get(i) == Some(&true) {
+                        Column::interned()
+                    } else {
+                        Column::new(t)
+                    }
+                })
+                .collect(),
+            rows: 0,
+        }
+    }
+
+    /// [`Column::localize`] for every column with an interner (by column).
+    pub fn localize(&mut self, interners: &[Option<Interner>], seen: &mut Vec<u32>) {
+        for (c, i) in self.cols.iter_mut().zip(interners) {
+            if let Some(i) = i {
+                c.localize(i, seen);
+            }
         }
     }
 
@@ -625,6 +851,74 @@ mod tests {
             v => panic!("{v:?}"),
         }
         assert!(b.cols[0].validity().is_none(), "nothing null yet");
+    }
+
+    /// The values `interned_text_*` tests write: repeated codes, nulls, values too long for
+    /// an interner, and distinct ones that fill a small one.
+    fn mixed_text(i: usize) -> Option<String> {
+        match i % 7 {
+            0 => None,
+            1 => Some("x".repeat(crate::intern::MAX_VALUE_BYTES + 1 + i % 3)),
+            2 | 3 => Some(format!("P{i:010}")),
+            _ => Some(["M", "F", "Saint-Étienne", "", "2A"][i % 5].to_string()),
+        }
+    }
+
+    #[test]
+    fn interned_text_comes_back_value_for_value() {
+        // a small interner: it fills up, later new values stay in the buffer
+        let mut interner = Interner::new(64 * 1024);
+        let mut col = Column::interned();
+        let mut want: Vec<Option<String>> = Vec::new();
+        let mut seen = Vec::new();
+        let mut taken = Vec::new();
+        for i in 0..20_000 {
+            let v = mixed_text(i);
+            match &v {
+                None => col.push_null(),
+                Some(s) => {
+                    let buf = format!("{s}|rest of the record");
+                    col.push_interned(&mut interner, buf.as_bytes(), 0, s.len());
+                }
+            }
+            if i % 1000 == 999 {
+                // a bad row undone: a value the buffer holds itself, then one by number
+                let n = col.len();
+                col.push_text(b"never written");
+                col.push_interned(&mut interner, b"M", 0, 1);
+                col.truncate(n);
+            }
+            want.push(v);
+            if i % 6000 == 5999 {
+                let mut t = col.take_reserving(100);
+                t.localize(&interner, &mut seen);
+                taken.push(t);
+            }
+        }
+        let mut t = col.take_reserving(0);
+        t.localize(&interner, &mut seen);
+        taken.push(t);
+        assert!(seen.iter().all(|&s| s == u32::MAX), "scratch left clean");
+        assert!(
+            interner.len() > 100,
+            "the codes and the first ids are interned"
+        );
+        let mut got: Vec<Option<String>> = Vec::new();
+        let mut text = Column::new(ColumnType::String);
+        for t in &mut taken {
+            assert!(matches!(t.values, Values::Dict { .. }));
+            let mut buf = Vec::new();
+            t.encode_into(&mut buf);
+            assert_eq!(text.decode_append(&buf, t.len()), Some(buf.len()));
+            let a = t.finish().unwrap();
+            let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+            got.extend(a.iter().map(|v| v.map(str::to_string)));
+        }
+        assert_eq!(got, want, "through Arrow");
+        let a = text.finish().unwrap();
+        let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+        let back: Vec<Option<String>> = a.iter().map(|v| v.map(str::to_string)).collect();
+        assert_eq!(back, want, "through the spill format");
     }
 
     #[test]

@@ -30,17 +30,18 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::chunk::Compressor;
-use crate::columns::{BatchBuilder, Column, body_schema};
+use crate::columns::{BatchBuilder, Column, Values, body_schema};
 use crate::contract::{ColumnType, Contract, OnError, Pii, Source, Transform};
 use crate::datefmt::{self, DateCache, DateFormat};
 use crate::decode::{self, DecodeError};
+use crate::intern::Interner;
 use crate::parse::{self, Numeric};
 use crate::pii::{self, PseudonymKey};
 use crate::spill::{RowSpill, SpillArena};
 use crate::tokenize::{Record, TokenizeError, Tokenizer};
 use crate::writer::{
     EncodeError, Encoder, PartitionWriter, TableWriterSettings, WrittenFile, is_big,
-    opens_row_group, partition_dir, plain_columns, writer_properties,
+    opens_row_group, partition_dir, plain_columns, sync_files, writer_properties,
 };
 
 /// How many located errors a report lists (the counts cover all of them).
@@ -493,6 +494,10 @@ struct Router {
     since_check: u32,
     backend: Option<Backend>,
     ensure_one: bool,
+    /// Each body column's interner, if its values go through one, and scratch for
+    /// [`Column::localize`](crate::columns::Column::localize).
+    interners: Vec<Option<Interner>>,
+    seen: Vec<u32>,
 }
 
 impl Router {
@@ -544,7 +549,17 @@ impl Router {
         let keep = part.buf.rows.min(share * part.buf.rows / part.bytes.max(1));
         self.held -= part.bytes;
         part.bytes = 0;
-        Some(part.buf.take_reserving(keep))
+        let mut batch = part.buf.take_reserving(keep);
+        batch.localize(&self.interners, &mut self.seen);
+        // a column whose interner stopped looking goes on as plain text
+        for (c, i) in part.buf.cols.iter_mut().zip(&self.interners) {
+            if i.as_ref().is_some_and(|i| !i.enabled())
+                && matches!(c.values, Values::Interned { .. })
+            {
+                *c = Column::new(ColumnType::String);
+            }
+        }
+        Some(batch)
     }
 
     /// Hands partition `i`'s rows to the encoder, keeping the open row groups within their
@@ -580,10 +595,15 @@ impl Router {
 
     /// Registers a new partition: its folder and key values; returns its number.
     fn add_part(&mut self, dir: Arc<str>, values: Vec<(String, String)>) -> usize {
+        let interned: Vec<bool> = self
+            .interners
+            .iter()
+            .map(|i| i.as_ref().is_some_and(Interner::enabled))
+            .collect();
         self.parts.push(PartBuf {
             dir,
             values,
-            buf: BatchBuilder::new(&self.types),
+            buf: BatchBuilder::with_interned(&self.types, &interned),
             bytes: 0,
         });
         self.marks.push(false);
@@ -591,9 +611,9 @@ impl Router {
         self.parts.len() - 1
     }
 
-    /// The buffer rows of partition `i` are parsed into.
-    fn buf(&mut self, i: usize) -> &mut BatchBuilder {
-        &mut self.parts[i].buf
+    /// The buffer rows of partition `i` are parsed into, and the interners of its columns.
+    fn buf(&mut self, i: usize) -> (&mut BatchBuilder, &mut [Option<Interner>]) {
+        (&mut self.parts[i].buf, &mut self.interners)
     }
 
     /// Counts a complete row appended to partition `i`'s buffer (`bytes` against the budget);
@@ -671,6 +691,7 @@ impl Router {
             let files = w
                 .finish(&mut comp, true)
                 .map_err(io_at(&self.staging.join("data")))?;
+            sync_files(&files).map_err(io_at(&self.staging.join("data")))?;
             done.retain(|(i, _)| *i != 0);
             done.push((0, files));
         }
@@ -895,12 +916,31 @@ fn run(
         .map(|t| match t {
             ColumnType::String | ColumnType::Int | ColumnType::Date => 4,
             ColumnType::BigInt | ColumnType::Timestamp | ColumnType::Double => 8,
+            ColumnType::Decimal { precision, .. } if *precision <= 18 => 8,
             ColumnType::Decimal { .. } => 16,
             ColumnType::Boolean => 1,
         })
         .sum();
     let schema = body_schema(&body_cols);
     let ensure_one = contract.partition_by.is_empty();
+    // Text kept as it is exported goes through an interner per column (bounded, counted in the
+    // parsing side's budget).
+    let mut interners: Vec<Option<Interner>> = (0..body_types.len()).map(|_| None).collect();
+    let interned: Vec<usize> = plans
+        .iter()
+        .filter(|p| p.ty == ColumnType::String && p.pii == Pii::Keep)
+        .filter_map(|p| p.body)
+        .collect();
+    let mut budget = parse_budget(opts.memory_budget_bytes);
+    if !interned.is_empty() {
+        let limit = (budget / 16 / interned.len()).clamp(64 * 1024, 1024 * 1024);
+        for &bi in &interned {
+            interners[bi] = Some(Interner::new(limit));
+        }
+        budget = budget
+            .saturating_sub(limit * interned.len())
+            .max(budget / 2);
+    }
     let router = Router {
         output: contract.output.clone(),
         schema,
@@ -912,7 +952,7 @@ fn run(
         staging: staging.to_path_buf(),
         threads: opts.threads.max(1),
         budget_total: opts.memory_budget_bytes,
-        budget: parse_budget(opts.memory_budget_bytes),
+        budget,
         held: 0,
         parts: Vec::new(),
         types: body_types.clone(),
@@ -924,6 +964,8 @@ fn run(
         since_check: 0,
         backend: None,
         ensure_one,
+        interners,
+        seen: Vec::new(),
     };
     let mut router = router;
     // Partitions by key, and by folder (two keys can name one folder).
@@ -1181,7 +1223,7 @@ fn run(
                 if p.part_slot.is_none()
                     && !bad
                     && let Some(bi) = p.body
-                    && let Some(t) = target.as_deref_mut()
+                    && let Some((t, interners)) = target.as_mut()
                     && let Some(n) = fast_append(
                         p,
                         raw,
@@ -1190,6 +1232,7 @@ fn run(
                         check_fields,
                         ctx.trim_strings,
                         &mut t.cols[bi],
+                        interners[bi].as_mut(),
                     )
                 {
                     text += n;
@@ -1215,7 +1258,7 @@ fn run(
                 };
                 if let Some(bi) = p.body
                     && !bad
-                    && let Some(t) = target.as_deref_mut()
+                    && let Some((t, _)) = target.as_mut()
                 {
                     text += append_value(&mut t.cols[bi], p, v, raw, &record, &ctx, &mut text_buf);
                 }
@@ -1226,7 +1269,7 @@ fn run(
                     router.row_added(i, fixed_row_bytes + text)?;
                 }
                 _ => {
-                    if let Some(t) = target {
+                    if let Some((t, _)) = target {
                         t.rollback();
                     }
                 }
@@ -1649,6 +1692,7 @@ fn raw_slot(x: i64) -> usize {
 /// [`parse::fast_int`], [`parse::fast_decimal`], [`DateFormat::parse_fixed_date`]); returns the
 /// text bytes added, or `None` (nothing appended) to leave the value to [`parse_value`].
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn fast_append(
     p: &FieldPlan,
     raw: &[u8],
@@ -1657,6 +1701,7 @@ fn fast_append(
     check_utf8: bool,
     trim_strings: bool,
     col: &mut Column,
+    interner: Option<&mut Interner>,
 ) -> Option<usize> {
     if !p.only_empty_null || p.pii != Pii::Keep {
         return None;
@@ -1677,6 +1722,11 @@ fn fast_append(
             let s = if trim_strings { trim_text(raw) } else { raw };
             let base = record.as_slice();
             let start = s.as_ptr() as usize - base.as_ptr() as usize;
+            if let Some(i) = interner
+                && matches!(col.values, Values::Interned { .. })
+            {
+                return Some(col.push_interned(i, base, start, start + s.len()));
+            }
             col.push_text_within(base, start, start + s.len());
             Some(s.len())
         }

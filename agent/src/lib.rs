@@ -19,6 +19,7 @@ pub mod datefmt;
 pub mod decode;
 pub mod failpoint;
 pub mod infer;
+pub mod intern;
 pub mod layout;
 pub mod ledger;
 pub mod parse;

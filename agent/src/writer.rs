@@ -26,7 +26,7 @@ use rustc_hash::FxHashSet;
 use sha2::{Digest, Sha256};
 
 use crate::chunk::{ChunkWriter, Compressor};
-use crate::columns::{BatchBuilder, Values};
+use crate::columns::{BatchBuilder, PRIVATE, Values, text_entry};
 use crate::contract::{Compression, OutputSettings};
 use crate::spill::{RowSpill, Segment, SpillArena};
 
@@ -116,6 +116,17 @@ pub fn plain_columns<'a>(
                 match &col.values {
                     Values::Text { offsets, data } => {
                         distinct.insert(&data[offsets[i] as usize..offsets[i + 1] as usize]);
+                    }
+                    // an interner's numbers stand for distinct values; the buffer's own
+                    // entries and a batch's entries are looked at as text
+                    Values::Interned { ids, offsets, data } if ids[i] & PRIVATE != 0 => {
+                        distinct.insert(text_entry(offsets, data, ids[i] & !PRIVATE));
+                    }
+                    Values::Interned { ids, .. } => {
+                        distinct_num.insert(ids[i] as u128);
+                    }
+                    Values::Dict { ids, offsets, data } => {
+                        distinct.insert(text_entry(offsets, data, ids[i]));
                     }
                     Values::I32(v) => {
                         distinct_num.insert(v[i] as u32 as u128);
@@ -331,7 +342,7 @@ impl PartitionWriter {
         // writes the footer
         let mut pf = writer.into_inner().map_err(io::Error::other)?;
         pf.flush()?;
-        File::open(&pf.path)?.sync_all()?;
+        start_writeback(&pf.path)?;
         self.files.push(WrittenFile {
             path,
             seq: self.next_seq,
@@ -346,6 +357,7 @@ impl PartitionWriter {
 
     /// Writes the open row group and closes the last file; with `ensure_one`, writes an empty
     /// file when nothing was written (a table with zero rows is still a valid, typed table).
+    /// The files are on their way to the disk, not yet durable: see [`sync_files`].
     pub fn finish(
         mut self,
         comp: &mut Compressor,
@@ -362,6 +374,33 @@ impl PartitionWriter {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Asks the kernel to start writing `path` out without waiting (Linux), so that the fsyncs of
+/// [`sync_files`] at the end find the data mostly on disk instead of writing one file after the
+/// other; elsewhere, an fsync now.
+#[allow(unsafe_code)] // one syscall that `std` and `rustix` do not wrap
+fn start_writeback(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on a file descriptor `f` owns for the duration of the call.
+        let rc = unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        if rc == 0 {
+            return Ok(());
+        }
+        // not supported here (some file systems): the fsync below does it
+    }
+    f.sync_all()
+}
+
+/// Makes written files durable (fsync), before they are moved into place.
+pub fn sync_files<'a>(files: impl IntoIterator<Item = &'a WrittenFile>) -> io::Result<()> {
+    for f in files {
+        File::open(&f.path)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Why an encoder failed: the partition folder and what happened.
@@ -518,6 +557,15 @@ impl Encoder {
             let files = p.writer.finish(&mut self.comp, false).map_err(fail)?;
             out.push((i, files));
         }
+        // every file at the end: their writeback started as each was closed
+        for (_, files) in &out {
+            for f in files {
+                sync_files([f]).map_err(|source| EncodeError {
+                    dir: f.path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    source,
+                })?;
+            }
+        }
         Ok(out)
     }
 }
@@ -629,31 +677,7 @@ mod tests {
         compression: Compression,
     ) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let cols: Vec<(String, ColumnType, String)> = types
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| (format!("c{i}"), t, format!("C{i}")))
-            .collect();
-        let schema = body_schema(&cols);
-        let plain: Vec<String> = if dictionary {
-            Vec::new()
-        } else {
-            cols.iter().map(|c| c.0.clone()).collect()
-        };
-        let settings = settings_for(&schema, compression, &plain);
-        let dir = tempfile::tempdir().unwrap();
-        let arena = SpillArena::new(dir.path().join("pages.spill"), 4096);
-        let mut comp = Compressor::new(settings.codec).unwrap();
-        let mut w = PartitionWriter::new(dir.path().join("p"), settings, arena);
-        for b in batches.iter_mut() {
-            w.write(b, &mut comp).unwrap();
-        }
-        let files = w.finish(&mut comp, true).unwrap();
-        assert_eq!(files.len(), 1);
-        let bytes = std::fs::read(&files[0].path).unwrap();
-        assert_eq!(files[0].bytes, bytes.len() as u64);
-        assert_eq!(files[0].sha256, hex::encode(Sha256::digest(&bytes)));
-        let bytes = bytes::Bytes::from(bytes);
+        let (bytes, schema) = write_partition(types, batches, dictionary, compression);
         // every data page of every chunk, by encoding (a test of its own asks which)
         {
             use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -686,6 +710,136 @@ mod tests {
         assert!(got.len() <= 1, "one batch holds every row of these tests");
         let got = got.pop().unwrap_or_else(|| RecordBatch::new_empty(schema));
         (got, meta)
+    }
+
+    /// Writes `batches` as one partition's file (see [`round_trip`]); its bytes and schema.
+    fn write_partition(
+        types: &[ColumnType],
+        batches: &mut [BatchBuilder],
+        dictionary: bool,
+        compression: Compression,
+    ) -> (bytes::Bytes, SchemaRef) {
+        let cols: Vec<(String, ColumnType, String)> = types
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (format!("c{i}"), t, format!("C{i}")))
+            .collect();
+        let schema = body_schema(&cols);
+        let plain: Vec<String> = if dictionary {
+            Vec::new()
+        } else {
+            cols.iter().map(|c| c.0.clone()).collect()
+        };
+        let settings = settings_for(&schema, compression, &plain);
+        let dir = tempfile::tempdir().unwrap();
+        let arena = SpillArena::new(dir.path().join("pages.spill"), 4096);
+        let mut comp = Compressor::new(settings.codec).unwrap();
+        let mut w = PartitionWriter::new(dir.path().join("p"), settings, arena);
+        for b in batches.iter_mut() {
+            w.write(b, &mut comp).unwrap();
+        }
+        let files = w.finish(&mut comp, true).unwrap();
+        assert_eq!(files.len(), 1);
+        let bytes = std::fs::read(&files[0].path).unwrap();
+        assert_eq!(files[0].bytes, bytes.len() as u64);
+        assert_eq!(files[0].sha256, hex::encode(Sha256::digest(&bytes)));
+        (bytes::Bytes::from(bytes), schema)
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)] // columns by number, in step with `value`
+    fn interned_text_makes_the_same_file_as_plain_text() {
+        // The same values as plain text buffers and as interned ones localized batch by batch
+        // (as the router hands them over): codes, nulls, values an interner does not keep, a
+        // value longer than a page, an interner that fills up and one that stops looking, and
+        // enough distinct values for the dictionary to fall back to PLAIN in the second chunk.
+        let types = [ColumnType::String, ColumnType::String];
+        let value = |c: usize, i: usize| -> Option<String> {
+            match (c, i % 11) {
+                (_, 0) => None,
+                (0, 1) if i == 1 => Some("z".repeat(crate::chunk::PAGE_BYTES + 10)),
+                (0, 1 | 2) => Some(format!("long {}", "é".repeat(70 + i % 5))),
+                (0, _) => Some(["01", "2A", "976", "Saint-Étienne", ""][i % 5].to_string()),
+                (_, _) => Some(format!("P{:010}", i * 7919 % 1_000_003)),
+            }
+        };
+        for dictionary in [true, false] {
+            let mut plain: Vec<BatchBuilder> = Vec::new();
+            let mut interned: Vec<BatchBuilder> = Vec::new();
+            let mut interners = [
+                Some(crate::intern::Interner::new(64 * 1024)),
+                Some(crate::intern::Interner::new(64 * 1024)),
+            ];
+            let mut seen = Vec::new();
+            let mut p = BatchBuilder::new(&types);
+            let mut q = BatchBuilder::with_interned(&types, &[true, true]);
+            for i in 0..120_000usize {
+                for c in 0..2 {
+                    match value(c, i) {
+                        None => {
+                            p.cols[c].push_null();
+                            q.cols[c].push_null();
+                        }
+                        Some(v) => {
+                            p.cols[c].push_text(v.as_bytes());
+                            let intern = interners[c].as_mut().unwrap();
+                            q.cols[c].push_interned(intern, v.as_bytes(), 0, v.len());
+                        }
+                    }
+                }
+                p.rows += 1;
+                q.rows += 1;
+                if i % 25_000 == 24_999 {
+                    plain.push(p.take_reserving(10));
+                    let mut b = q.take_reserving(10);
+                    b.localize(&interners, &mut seen);
+                    interned.push(b);
+                }
+            }
+            plain.push(p.take_reserving(0));
+            let mut b = q.take_reserving(0);
+            b.localize(&interners, &mut seen);
+            interned.push(b);
+            assert!(
+                !interners[1].as_ref().unwrap().enabled(),
+                "ids stop the lookups"
+            );
+            let c = Compression::Zstd(3);
+            let (a, _) = write_partition(&types, &mut plain, dictionary, c);
+            let (b, _) = write_partition(&types, &mut interned, dictionary, c);
+            assert!(a == b, "the same bytes (dictionary: {dictionary})");
+        }
+        // and what was written is the values
+        let mut batches = vec![BatchBuilder::with_interned(&types, &[true, false])];
+        let mut interners = [Some(crate::intern::Interner::new(1 << 20)), None];
+        for i in 0..5_000 {
+            for c in 0..2 {
+                let Some(v) = value(c, i) else {
+                    batches[0].cols[c].push_null();
+                    continue;
+                };
+                match interners[c].as_mut() {
+                    Some(n) => batches[0].cols[c].push_interned(n, v.as_bytes(), 0, v.len()),
+                    None => {
+                        batches[0].cols[c].push_text(v.as_bytes());
+                        0
+                    }
+                };
+            }
+            batches[0].rows += 1;
+        }
+        batches[0].localize(&interners, &mut Vec::new());
+        let (got, _) = round_trip(&types, &mut batches, true, Compression::Snappy);
+        for c in 0..2 {
+            let col = got
+                .column(c)
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap();
+            let back: Vec<Option<String>> = col.iter().map(|v| v.map(str::to_string)).collect();
+            let want: Vec<Option<String>> = (0..5_000).map(|i| value(c, i)).collect();
+            assert_eq!(back, want, "column {c}");
+        }
     }
 
     #[test]
@@ -870,11 +1024,13 @@ mod tests {
                 }
                 use parquet::basic::{Encoding, PageType};
                 let pages = PAGES.with(|p| p.borrow().clone());
-                let text: Vec<Encoding> = pages
+                let mut text: Vec<Encoding> = pages
                     .iter()
                     .filter(|p| p.0 == 0 && p.1 == PageType::DATA_PAGE)
                     .map(|p| p.2)
                     .collect();
+                // pages of one encoding in a row, once (a batch spans several pages)
+                text.dedup();
                 if dictionary {
                     assert!(rg.column(0).dictionary_page_offset().is_some());
                     // batch 1 by dictionary, batch 2 (nulls only) PLAIN, batch 3 by dictionary
