@@ -37,6 +37,7 @@ use crate::decode::{self, DecodeError};
 use crate::intern::Interner;
 use crate::parse::{self, Numeric};
 use crate::pii::{self, PseudonymKey};
+use crate::readahead::ReadAhead;
 use crate::spill::{RowSpill, SpillArena};
 use crate::tokenize::{Record, TokenizeError, Tokenizer};
 use crate::writer::{
@@ -807,6 +808,12 @@ fn run(
     started: Instant,
 ) -> Result<ConvertReport, ConvertError> {
     let csv_cfg = &contract.csv;
+    if opts.threads > 1 {
+        // reading, hashing and transcoding on a thread of their own: parsing is what the others
+        // wait for
+        let inner = std::mem::replace(&mut decoded.reader, Box::new(std::io::empty()));
+        decoded.reader = Box::new(ReadAhead::spawn(inner).map_err(io_at(input))?);
+    }
     let mut rdr = Tokenizer::new(&mut decoded.reader, decoded.delimiter, csv_cfg.quote)
         .check_utf8(decoded.check_utf8);
     let line_offset = decoded.lines_skipped;

@@ -25,6 +25,7 @@ pub mod ledger;
 pub mod parse;
 pub mod pii;
 pub mod pipeline;
+pub mod readahead;
 pub mod retry;
 pub mod s3;
 pub mod sdk_error;

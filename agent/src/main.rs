@@ -53,7 +53,8 @@ enum Command {
         /// Pseudonym key file (0600) for pii = "hmac" columns (default: the config's).
         #[arg(long)]
         key_file: Option<PathBuf>,
-        /// Threads (one parses, the others encode); 0 = one per core.
+        /// Threads (one parses, the others encode; with two or more, the file is also read and
+        /// hashed on a thread beside them); 0 = one per core.
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Memory for rows waiting to be encoded, pages and open row groups, in MiB.
