@@ -1011,14 +1011,14 @@ fn run(
     let mut last_key: Vec<u8> = Vec::with_capacity(32);
     let mut last_part = usize::MAX;
     // When every key derives from one date or timestamp column (year/month/day of it), the
-    // partition of a row depends on that value alone: a small direct-mapped cache from the
-    // value to the partition skips the calendar arithmetic and the key lookup for most rows.
-    let mut raw_cache: Option<Vec<(i64, u32)>> = (part_src.len() == 1
+    // partition of a row depends on its day alone: a table by day skips the calendar arithmetic
+    // and the key lookup for most rows.
+    let mut day_parts: Option<DayParts> = (part_src.len() == 1
         && contract
             .partition_by
             .iter()
             .all(|s| s.transform != Transform::Identity))
-    .then(|| vec![(0, u32::MAX); RAW_CACHE_SLOTS]);
+    .then(|| DayParts::new(plans[part_src[0]].ty == ColumnType::Timestamp));
     let mut pvals: Vec<Val> = vec![Val::Null; part_src.len()];
     let mut scratch = Vec::new();
     let mut date_caches: Vec<DateCache> = plans
@@ -1154,11 +1154,8 @@ fn run(
                     nparts = 1;
                 }
                 Some(0)
-            } else if let Some(i) = raw_cache.as_ref().and_then(|c| match pvals[0] {
-                Val::Int(x) => {
-                    let (raw, i) = c[raw_slot(x)];
-                    (raw == x && i != u32::MAX).then_some(i as usize)
-                }
+            } else if let Some(i) = day_parts.as_ref().and_then(|c| match pvals[0] {
+                Val::Int(x) => c.get(x),
                 _ => None,
             }) {
                 Some(i)
@@ -1213,8 +1210,8 @@ fn run(
                     };
                     last_key.clone_from(&key_buf);
                     last_part = i;
-                    if let (Some(c), Val::Int(x)) = (raw_cache.as_mut(), pvals[0]) {
-                        c[raw_slot(x)] = (x, i as u32);
+                    if let (Some(c), Val::Int(x)) = (day_parts.as_mut(), pvals[0]) {
+                        c.set(x, i);
                     }
                     Some(i)
                 }
@@ -1688,11 +1685,55 @@ fn parse_value(
     })
 }
 
-/// Entries of the partition cache keyed by a date's days or a timestamp's milliseconds.
-const RAW_CACHE_SLOTS: usize = 4096;
+/// Days a [`DayParts`] table covers, around the first day it learns.
+const DAY_SPAN: usize = 1 << 16;
 
-fn raw_slot(x: i64) -> usize {
-    ((x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize & (RAW_CACHE_SLOTS - 1)
+/// The partition of each day, for keys that are the year, month or day of one date or
+/// timestamp column: 4 bytes a day over [`DAY_SPAN`] days (about 180 years) around the first
+/// day seen, so the days of an export stay in a few kilobytes of cache.
+struct DayParts {
+    /// Values are milliseconds (a timestamp), else days (a date).
+    ms: bool,
+    first: i64,
+    parts: Vec<u32>,
+}
+
+impl DayParts {
+    fn new(ms: bool) -> Self {
+        Self {
+            ms,
+            first: 0,
+            parts: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, x: i64) -> Option<usize> {
+        let day = if self.ms { x.div_euclid(86_400_000) } else { x };
+        let k = day
+            .checked_sub(self.first)?
+            .checked_add(DAY_SPAN as i64 / 2)?;
+        usize::try_from(k).ok().filter(|&k| k < self.parts.len())
+    }
+
+    /// The partition of the day of `x`, when known.
+    #[inline]
+    fn get(&self, x: i64) -> Option<usize> {
+        let p = self.parts[self.slot(x)?];
+        (p != u32::MAX).then_some(p as usize)
+    }
+
+    /// Remembers that the day of `x` goes to partition `i` (days out of the table's span are
+    /// looked up by key each time).
+    fn set(&mut self, x: i64, i: usize) {
+        if self.parts.is_empty() {
+            self.first = if self.ms { x.div_euclid(86_400_000) } else { x };
+            self.parts = vec![u32::MAX; DAY_SPAN];
+        }
+        if let Some(k) = self.slot(x) {
+            self.parts[k] = i as u32;
+        }
+    }
 }
 
 /// Appends the value of `raw` to `col` when it is of a common, unambiguous shape (see
@@ -2161,4 +2202,40 @@ pub fn now_rfc3339() -> String {
         .map_or(0, |d| d.as_secs() as i64);
     let ts = datefmt::format_timestamp_millis(secs * 1000);
     format!("{}Z", ts.replacen(' ', "T", 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_table_answers_by_day_within_its_span() {
+        // dates: days since 1970
+        let mut d = DayParts::new(false);
+        assert_eq!(d.get(19_000), None, "empty");
+        d.set(19_000, 3);
+        d.set(19_001, 4);
+        assert_eq!(
+            (d.get(19_000), d.get(19_001), d.get(19_002)),
+            (Some(3), Some(4), None)
+        );
+        // far outside the span: never answered, never stored
+        let far = 19_000 + DAY_SPAN as i64;
+        d.set(far, 5);
+        assert_eq!(d.get(far), None);
+        assert_eq!(d.get(19_000 - DAY_SPAN as i64), None);
+        assert_eq!(d.get(i64::MIN), None);
+        assert_eq!(d.get(i64::MAX), None);
+
+        // timestamps: every millisecond of a day is that day, before 1970 too
+        let day = 86_400_000i64;
+        let mut t = DayParts::new(true);
+        t.set(-1, 7); // 1969-12-31 23:59:59.999
+        assert_eq!(t.get(-day), Some(7), "1969-12-31 00:00");
+        assert_eq!(t.get(0), None, "1970-01-01 is another day");
+        t.set(day * 20_000 + 5, 8);
+        assert_eq!(t.get(day * 20_000), Some(8));
+        assert_eq!(t.get(day * 20_001 - 1), Some(8));
+        assert_eq!(t.get(i64::MIN), None);
+    }
 }
