@@ -11,8 +11,11 @@
 //! and a record larger than [`MAX_RECORD_BYTES`] is an error (an unclosed quote in a large export
 //! would otherwise read the rest of the file into memory).
 //!
-//! Unquoted fields, most of any export, are scanned eight bytes at a time and copied once per
-//! record. It does not decode text or interpret values.
+//! Unquoted fields, most of any export, are found 64 bytes at a time where the CPU has AVX2
+//! (bitmasks of delimiters and line breaks, walked bit by bit), else eight bytes at a time; the
+//! record is copied once. Quoted fields, fields that end where no whole 64-byte block of buffered
+//! input is left, and unusual quote or delimiter bytes take the eight-byte path, which states the
+//! rules. It does not decode text or interpret values.
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -131,6 +134,8 @@ pub struct Tokenizer<R> {
     /// which costs far less than checking record by record. The check stops at a bad byte and
     /// starts again after the record holding it.
     utf8_to: usize,
+    /// Whether unquoted fields are found with AVX2 ([`avx2::usable`]); the scalar path else.
+    avx2: bool,
 }
 
 /// How far the parse of a record got.
@@ -156,6 +161,155 @@ fn repeat(b: u8) -> u64 {
 #[inline]
 fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(repeat(1)) & !x & repeat(0x80)
+}
+
+/// Where [`avx2::scan`] stopped.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+enum Scan {
+    /// The last field pushed ended at this line break.
+    LineEnd(usize),
+    /// A field starts here and was not pushed: it is quoted, starts at the end of the buffer, or
+    /// did not end before fewer than 64 bytes were left (the scalar path reads those).
+    Field(usize),
+}
+
+/// Unquoted fields found 64 bytes at a time with AVX2: the delimiters and line breaks of a block
+/// as the bits of two `u64`s, walked with `trailing_zeros`.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::Scan;
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+        _mm256_set1_epi8,
+    };
+
+    /// Whether [`scan`] may be used: the CPU has AVX2, and the delimiter and quote are distinct
+    /// bytes other than the line breaks (the contract ensures it; in any other case only the
+    /// scalar path knows what the bytes mean).
+    pub(super) fn usable(delim: u8, quote: u8) -> bool {
+        delim != quote
+            && ![delim, quote].iter().any(|b| matches!(b, b'\n' | b'\r'))
+            && std::arch::is_x86_feature_detected!("avx2")
+    }
+
+    /// Pushes the bounds (relative to `start`) of the unquoted fields from `i`, a field start in
+    /// `buf` that is not the quote, up to a line break or to a field left to the scalar path; None
+    /// if the CPU has no AVX2. Each delimiter or line break ends a field and the byte after a
+    /// delimiter starts the next one; a quote anywhere else is ordinary text: what the scalar path
+    /// finds in the same bytes, for a delimiter and quote that pass [`usable`].
+    #[inline]
+    #[allow(unsafe_code)]
+    pub(super) fn scan(
+        buf: &[u8],
+        start: usize,
+        i: usize,
+        d: u8,
+        q: u8,
+        bounds: &mut Vec<(u32, u32)>,
+    ) -> Option<Scan> {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return None;
+        }
+        // SAFETY: the CPU has AVX2 (checked just above; the answer is cached, so this costs a
+        // load), the only feature `scan_unquoted` is compiled for.
+        Some(unsafe { scan_unquoted(buf, start, i, d, q, bounds) })
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn scan_unquoted(
+        buf: &[u8],
+        start: usize,
+        mut i: usize,
+        d: u8,
+        q: u8,
+        bounds: &mut Vec<(u32, u32)>,
+    ) -> Scan {
+        let vd = _mm256_set1_epi8(d as i8);
+        let vq = _mm256_set1_epi8(q as i8);
+        let vn = _mm256_set1_epi8(b'\n' as i8);
+        let vr = _mm256_set1_epi8(b'\r' as i8);
+        // Bit k of each result: byte k of the 32 is the delimiter; the quote; a line break.
+        let classify = |v: __m256i| {
+            let bits = |m: __m256i| _mm256_movemask_epi8(m) as u32 as u64;
+            let delims = bits(_mm256_cmpeq_epi8(v, vd));
+            let quotes = bits(_mm256_cmpeq_epi8(v, vq));
+            let breaks = bits(_mm256_or_si256(
+                _mm256_cmpeq_epi8(v, vn),
+                _mm256_cmpeq_epi8(v, vr),
+            ));
+            (delims, quotes, breaks)
+        };
+        // A local Vec is quicker to push to: its length need not be stored through `bounds`.
+        let mut out = std::mem::take(bounds);
+        let scan = 'scan: {
+            // Bits below the field start are clear: `base` starts at `i` and then moves past
+            // every bit walked.
+            let mut base = i;
+            while let Some(block) = buf.get(base..).and_then(<[u8]>::first_chunk::<64>) {
+                let (lo, hi) = load(block);
+                let (d_lo, q_lo, b_lo) = classify(lo);
+                let (d_hi, q_hi, b_hi) = classify(hi);
+                let delims = d_lo | d_hi << 32;
+                let breaks = b_lo | b_hi << 32;
+                // Field ends that need a closer look: line breaks, delimiters before a quote, and
+                // a delimiter in the last byte (the next field starts in the next block, or at
+                // the end of the buffer).
+                let special = breaks | delims & ((q_lo | q_hi << 32) >> 1 | 1 << 63);
+                let mut ends = delims | breaks;
+                while ends != 0 {
+                    let k = ends.trailing_zeros() as usize;
+                    let stop = base + k;
+                    out.push(((i - start) as u32, (stop - start) as u32));
+                    i = stop + 1;
+                    if special >> k & 1 != 0 {
+                        if breaks >> k & 1 != 0 {
+                            break 'scan Scan::LineEnd(stop);
+                        }
+                        match buf.get(i) {
+                            Some(&c) if c != q => {}
+                            _ => break 'scan Scan::Field(i),
+                        }
+                    }
+                    ends &= ends - 1;
+                }
+                base += 64;
+            }
+            Scan::Field(i)
+        };
+        *bounds = out;
+        scan
+    }
+
+    /// The two halves of a 64-byte block.
+    #[target_feature(enable = "avx2")]
+    #[allow(unsafe_code)]
+    fn load(block: &[u8; 64]) -> (__m256i, __m256i) {
+        let p = block.as_ptr().cast::<__m256i>();
+        // SAFETY: `block` is 64 readable bytes, so the 32-byte reads at offsets 0 and 32 both lie
+        // inside it; `loadu` needs no alignment; AVX2 is enabled for this function.
+        unsafe { (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))) }
+    }
+}
+
+/// Elsewhere the scalar path does everything.
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
+    use super::Scan;
+
+    pub(super) fn usable(_delim: u8, _quote: u8) -> bool {
+        false
+    }
+
+    pub(super) fn scan(
+        _buf: &[u8],
+        _start: usize,
+        _i: usize,
+        _d: u8,
+        _q: u8,
+        _bounds: &mut Vec<(u32, u32)>,
+    ) -> Option<Scan> {
+        None
+    }
 }
 
 /// Position of the first byte of `hay` equal to `a`, `b` or `c`.
@@ -194,6 +348,7 @@ impl<R: Read> Tokenizer<R> {
             extra: Vec::new(),
             check_utf8: false,
             utf8_to: 0,
+            avx2: avx2::usable(delim, quote),
         }
     }
 
@@ -331,6 +486,7 @@ impl<R: Read> Tokenizer<R> {
         let buf = &self.buf[..self.end];
         let extra = &mut self.extra;
         let eof = self.eof;
+        let use_avx2 = self.avx2;
         let rel = |i: usize| (i - start) as u32;
         let mut i = start;
         let mut newlines = 0u64;
@@ -425,18 +581,37 @@ impl<R: Read> Tokenizer<R> {
                 }
                 tail_end
             } else {
-                match find3(&buf[i..], d, b'\n', b'\r') {
-                    Some(k) => {
-                        rec.bounds.push((rel(i), rel(i + k)));
-                        i + k
-                    }
-                    None => {
-                        if !eof {
-                            return Parsed::NeedMore;
+                let scanned = if use_avx2 {
+                    avx2::scan(buf, start, i, d, q, &mut rec.bounds)
+                } else {
+                    None
+                };
+                let scanned = match scanned {
+                    Some(Scan::LineEnd(stop)) => Some(stop),
+                    Some(Scan::Field(j)) => {
+                        i = j;
+                        if j == buf.len() || buf[j] == q {
+                            continue;
                         }
-                        rec.bounds.push((rel(i), rel(buf.len())));
-                        buf.len()
+                        None
                     }
+                    None => None,
+                };
+                match scanned {
+                    Some(stop) => stop,
+                    None => match find3(&buf[i..], d, b'\n', b'\r') {
+                        Some(k) => {
+                            rec.bounds.push((rel(i), rel(i + k)));
+                            i + k
+                        }
+                        None => {
+                            if !eof {
+                                return Parsed::NeedMore;
+                            }
+                            rec.bounds.push((rel(i), rel(buf.len())));
+                            buf.len()
+                        }
+                    },
                 }
             };
             if stop == buf.len() {
@@ -677,5 +852,350 @@ mod tests {
         let mut rec = Record::new();
         assert!(t.read_record(&mut rec).unwrap());
         assert!(!rec.known_utf8());
+    }
+
+    /// Everything a run yields: each record whole (bytes, bounds, line, UTF-8 flag), then the
+    /// error that ended it, if any, and the tokenizer's final line.
+    type Run = (Vec<Record>, Option<(u64, bool)>, u64);
+
+    /// Reads `input` `step` bytes at a time into a buffer of `chunk` bytes, with or without AVX2.
+    fn run(input: &[u8], d: u8, chunk: usize, step: usize, avx2: bool) -> Run {
+        let mut t = Tokenizer::new(Trickle(input, step), d, b'"').check_utf8(true);
+        t.avx2 &= avx2;
+        t.buf = vec![0; chunk];
+        let mut rec = Record::new();
+        let mut out = Vec::new();
+        let err = loop {
+            match t.read_record(&mut rec) {
+                Ok(true) => out.push(rec.clone()),
+                Ok(false) => break None,
+                Err(e) => break Some((e.line(), matches!(e, TokenizeError::TooLong { .. }))),
+            }
+        };
+        (out, err, t.line())
+    }
+
+    /// The AVX2 and scalar paths give the same records for every buffer size and read size, and
+    /// their fields are the csv crate's.
+    fn check_paths(input: &[u8], d: u8, configs: &[(usize, usize)]) {
+        let show = || String::from_utf8_lossy(input).into_owned();
+        let reference = run(input, d, CHUNK, usize::MAX, false);
+        assert_eq!(reference.1, None, "input {:?}", show());
+        let fields: Vec<Vec<Vec<u8>>> = reference
+            .0
+            .iter()
+            .map(|r| r.iter().map(<[u8]>::to_vec).collect())
+            .collect();
+        assert_eq!(fields, theirs(input, d), "input {:?}", show());
+        for r in &reference.0 {
+            // known exactly when valid: a returned record's bytes are all checked (a character
+            // cut by a read ends before a line break, so it is completed first, or at the end)
+            assert_eq!(
+                r.known_utf8(),
+                std::str::from_utf8(r.as_slice()).is_ok(),
+                "{r:?} in {:?}",
+                show()
+            );
+        }
+        for &(chunk, step) in configs {
+            for avx2 in [false, true] {
+                let got = run(input, d, chunk, step, avx2);
+                if got != reference {
+                    // the first difference, not two large dumps
+                    let i = (0..got.0.len().max(reference.0.len()))
+                        .find(|&i| got.0.get(i) != reference.0.get(i))
+                        .unwrap_or(0);
+                    panic!(
+                        "avx2 {avx2}, chunk {chunk}, read {step}: record {i} is {:?}, expected \
+                         {:?} (errors {:?} / {:?}, lines {} / {}) in {:?}",
+                        got.0.get(i),
+                        reference.0.get(i),
+                        got.1,
+                        reference.1,
+                        got.2,
+                        reference.2,
+                        show()
+                    );
+                }
+            }
+        }
+    }
+
+    /// xorshift: deterministic, no dependency.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// 0..n
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+            &xs[self.below(xs.len())]
+        }
+
+        /// `len` bytes of unquoted text: no delimiter or line break; quotes, other delimiters and
+        /// non-ASCII bytes (valid and not) are ordinary here.
+        fn plain(&mut self, d: u8, len: usize, out: &mut Vec<u8>) {
+            const TEXT: &[&[u8]] = &[
+                b"a",
+                b"Z",
+                b"0",
+                b"7",
+                b" ",
+                b".",
+                b"-",
+                b"\"",
+                b",",
+                b";",
+                b"|",
+                b"\t",
+                b"\xc3\xa9",
+                b"\xe2\x82\xac",
+                b"\xff",
+                b"\x80",
+                b"\x00",
+            ];
+            let to = out.len() + len;
+            while out.len() < to {
+                let piece = *self.pick(TEXT);
+                if !piece.contains(&d) {
+                    out.extend_from_slice(piece);
+                }
+            }
+        }
+
+        /// A length of 0..100, mostly short as in real exports.
+        fn len(&mut self) -> usize {
+            match self.below(4) {
+                0 => self.below(4),
+                1 | 2 => self.below(16),
+                _ => self.below(101),
+            }
+        }
+
+        /// One CSV text: records of 1..24 fields, plain and quoted, with every kind of line
+        /// break, blank lines and maybe no final line break or an unterminated quote.
+        fn csv(&mut self, d: u8, records: usize) -> Vec<u8> {
+            let mut out = Vec::new();
+            for r in 0..records {
+                let fields = 1 + self.below(24);
+                for f in 0..fields {
+                    if f > 0 {
+                        out.push(d);
+                    }
+                    match self.below(10) {
+                        0 | 1 => {}
+                        2..=6 => {
+                            let n = self.len();
+                            let at = out.len();
+                            self.plain(d, n, &mut out);
+                            if out.get(at) == Some(&b'"') {
+                                out[at] = b'q'; // that would be a quoted field
+                            }
+                        }
+                        _ => {
+                            out.push(b'"');
+                            let n = self.len();
+                            let to = out.len() + n;
+                            while out.len() < to {
+                                match self.below(12) {
+                                    0 => out.extend_from_slice(b"\"\""),
+                                    1 => out.push(d),
+                                    2 => out.push(b'\n'),
+                                    3 => out.extend_from_slice(b"\r\n"),
+                                    4 => out.push(b'\r'),
+                                    _ => {
+                                        let k = 1 + self.below(8);
+                                        self.plain(d, k, &mut out);
+                                        if out.last() == Some(&b'"') {
+                                            out.pop(); // keep the quote open
+                                        }
+                                    }
+                                }
+                            }
+                            let last = r + 1 == records && f + 1 == fields;
+                            if last && self.below(8) == 0 {
+                                // unterminated: runs to the end of the input
+                                return out;
+                            }
+                            out.push(b'"');
+                            if self.below(6) == 0 {
+                                // text after the closing quote joins the field
+                                let n = 1 + self.below(10);
+                                self.plain(d, n, &mut out);
+                            }
+                        }
+                    }
+                }
+                let last = r + 1 == records;
+                if last && self.below(3) == 0 {
+                    return out; // no final line break
+                }
+                // blank lines too: a break with more after it
+                const BREAKS: &[&[u8]] = &[
+                    b"\n",
+                    b"\n",
+                    b"\n",
+                    b"\r\n",
+                    b"\r\n",
+                    b"\r",
+                    b"\n\n",
+                    b"\r\n\r\n",
+                    b"\n\r\n\r",
+                ];
+                let brk = *self.pick(BREAKS);
+                out.extend_from_slice(brk);
+            }
+            out
+        }
+    }
+
+    /// Buffer and read sizes that put refills everywhere: smaller than a 64-byte block (the
+    /// scalar path alone until the buffer grows), around it, and odd ones.
+    const CONFIGS: &[(usize, usize)] = &[
+        (1, 1),
+        (7, 3),
+        (64, 64),
+        (65, 1),
+        (100, 37),
+        (127, 1000),
+        (128, 64),
+        (257, 100),
+        (1000, 1),
+        (4096, 333),
+        (CHUNK, 100),
+        (CHUNK, usize::MAX),
+    ];
+
+    #[test]
+    fn avx2_is_used_where_the_cpu_has_it_for_ordinary_bytes() {
+        #[cfg(target_arch = "x86_64")]
+        let has = std::arch::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        let has = false;
+        for d in [b',', b';', b'|', b'\t'] {
+            assert_eq!(Tokenizer::new(&b""[..], d, b'"').avx2, has);
+            assert_eq!(Tokenizer::new(&b""[..], d, b'\'').avx2, has);
+        }
+        for (d, q) in [
+            (b',', b','),
+            (b'\n', b'"'),
+            (b'\r', b'"'),
+            (b',', b'\n'),
+            (b',', b'\r'),
+        ] {
+            assert!(!Tokenizer::new(&b""[..], d, q).avx2, "{d} {q}");
+        }
+    }
+
+    #[test]
+    fn the_avx2_and_scalar_paths_agree_on_generated_csv() {
+        let mut g = Gen(0x9E37_79B9_7F4A_7C15);
+        for n in 0..1500 {
+            let d = *g.pick(b",;|\t");
+            let records = g.below(12);
+            let input = g.csv(d, records);
+            check_paths(&input, d, CONFIGS);
+            // the same text cut short anywhere
+            let cut = g.below(input.len() + 1);
+            if n % 4 == 0 {
+                check_paths(&input[..cut], d, CONFIGS);
+            }
+        }
+    }
+
+    #[test]
+    fn the_avx2_and_scalar_paths_agree_on_byte_soup() {
+        let mut g = Gen(0xD1B5_4A32_D192_ED03);
+        let alphabet: &[u8] = b",;|\t\"\"\r\n\n ab\xc3\xa9\xff";
+        for _ in 0..3000 {
+            let d = *g.pick(b",;|\t");
+            let len = g.below(300);
+            let input: Vec<u8> = (0..len).map(|_| *g.pick(alphabet)).collect();
+            check_paths(
+                &input,
+                d,
+                &[(1, 1), (64, 7), (100, 100), (CHUNK, usize::MAX)],
+            );
+        }
+    }
+
+    #[test]
+    fn the_avx2_and_scalar_paths_agree_across_full_size_refills() {
+        // a few MiB, so that records straddle refills of the real buffer size at many offsets
+        let mut g = Gen(0x0123_4567_89AB_CDEF);
+        for d in [b',', b'\t'] {
+            let mut input = Vec::new();
+            while input.len() < 3 * CHUNK {
+                let records = 1 + g.below(50);
+                let mut more = g.csv(d, records);
+                if !more.ends_with(b"\n") && !more.ends_with(b"\r") {
+                    more.push(b'\n'); // whole records only, until the end
+                }
+                if more.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+                    continue; // an unterminated quote would swallow the rest
+                }
+                input.extend_from_slice(&more);
+            }
+            let tail = g.csv(d, 3);
+            input.extend_from_slice(&tail);
+            check_paths(
+                &input,
+                d,
+                &[
+                    (CHUNK, usize::MAX),
+                    (CHUNK, CHUNK - 13),
+                    (CHUNK, 65_537),
+                    (CHUNK, 4093),
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn unquoted_records_near_the_size_limit_are_read_or_refused_as_before() {
+        // 100-byte fields up to `len` bytes, after a first record so that the large one starts on
+        // line 2 and is moved to the front of the buffer by a refill
+        let input = |len: usize, end: &[u8]| {
+            let mut v = b"ok\n".to_vec();
+            let mut f = 0;
+            while v.len() - 3 < len {
+                v.push(if f % 100 == 99 { b',' } else { b'x' });
+                f += 1;
+            }
+            v.extend_from_slice(end);
+            v
+        };
+        for (len, end, ok) in [
+            (MAX_RECORD_BYTES - 2, &b"\nnext\n"[..], true),
+            (MAX_RECORD_BYTES - 1, b"\nnext\n", true),
+            (MAX_RECORD_BYTES, b"\nnext\n", false),
+            (MAX_RECORD_BYTES - 1, b"", true),
+            (MAX_RECORD_BYTES, b"", false),
+            (MAX_RECORD_BYTES - 2, b"\r\n", true),
+            // the `\r` fills the buffer, which must hold the byte after it too
+            (MAX_RECORD_BYTES - 1, b"\r\n", false),
+        ] {
+            let input = input(len, end);
+            let scalar = run(&input, b',', CHUNK, usize::MAX, false);
+            let fast = run(&input, b',', CHUNK, usize::MAX, true);
+            assert!(scalar == fast, "{len} bytes then {end:?}");
+            if ok {
+                assert_eq!(scalar.1, None, "{len} bytes then {end:?}");
+                assert_eq!(scalar.0[1].as_slice().len(), len);
+                assert_eq!(scalar.0[1].len(), len.div_ceil(100));
+                assert_eq!(scalar.0[1].line(), 2);
+            } else {
+                assert_eq!(scalar.1, Some((2, true)), "{len} bytes then {end:?}");
+            }
+        }
     }
 }
