@@ -36,14 +36,19 @@ impl ReadAhead {
                 loop {
                     let mut buf = recycled.try_recv().unwrap_or_default();
                     buf.resize(CHUNK, 0);
-                    let got = fill(&mut inner, &mut buf);
-                    let end = matches!(got, Ok(0) | Err(_));
-                    let msg = got.map(|n| {
-                        buf.truncate(n);
-                        buf
-                    });
+                    let (n, err) = fill(&mut inner, &mut buf);
+                    buf.truncate(n);
+                    // the bytes before an error, then the error itself, then nothing: an
+                    // error is never read again (a decoder past bad bytes would not repeat it)
                     // the reader went away (stopped early): nothing more to do
-                    if tx.send(msg).is_err() || end {
+                    if (n > 0 || err.is_none()) && tx.send(Ok(buf)).is_err() {
+                        return;
+                    }
+                    if let Some(e) = err {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                    if n == 0 {
                         return;
                     }
                 }
@@ -59,20 +64,19 @@ impl ReadAhead {
     }
 }
 
-/// Reads into `buf` until it is full or the input ends; the bytes read (0: the end).
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads into `buf` until it is full, the input ends (0 bytes: the end) or a read fails; the
+/// bytes read, and the error that stopped it.
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // bytes read before an error come first; the error comes with the next read
-            Err(e) if n == 0 => return Err(e),
-            Err(_) => break,
+            Err(e) => return (n, Some(e)),
         }
     }
-    Ok(n)
+    (n, None)
 }
 
 impl BufRead for ReadAhead {
@@ -130,15 +134,21 @@ impl Drop for ReadAhead {
 mod tests {
     use super::*;
 
-    /// Gives `data` in reads of odd sizes, then fails with `fail` if set.
+    /// Gives `data` in reads of odd sizes, then fails if `fail` is set (again and again, or
+    /// once with `once`: then the input goes on, as a decoder past bad bytes would).
     struct Dribble {
         data: Vec<u8>,
         at: usize,
         fail: bool,
+        once: Option<usize>,
     }
 
     impl Read for Dribble {
         fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.once == Some(self.at) {
+                self.once = None;
+                return Err(io::Error::other("bad bytes"));
+            }
             if self.at == self.data.len() {
                 return if self.fail {
                     Err(io::Error::other("disk gone"))
@@ -165,6 +175,7 @@ mod tests {
                 data: d.clone(),
                 at: 0,
                 fail: false,
+                once: None,
             };
             let mut r = ReadAhead::spawn(Box::new(src)).unwrap();
             let mut got = Vec::new();
@@ -181,6 +192,7 @@ mod tests {
             data: d.clone(),
             at: 0,
             fail: true,
+            once: None,
         };
         let mut r = ReadAhead::spawn(Box::new(src)).unwrap();
         let mut got = vec![0u8; d.len()];
@@ -188,6 +200,26 @@ mod tests {
         assert!(got == d);
         let e = r.read(&mut [0; 8]).unwrap_err();
         assert_eq!(e.to_string(), "disk gone");
+    }
+
+    #[test]
+    fn an_error_that_would_not_happen_again_is_not_lost() {
+        // fails once in the middle of a chunk, at a read boundary, then would go on
+        for at in [7777 * 3, CHUNK + 7777 * 2] {
+            let d = data(3 * CHUNK);
+            let src = Dribble {
+                data: d.clone(),
+                at: 0,
+                fail: false,
+                once: Some(at),
+            };
+            let mut r = ReadAhead::spawn(Box::new(src)).unwrap();
+            let mut got = Vec::new();
+            let e = r.read_to_end(&mut got).unwrap_err();
+            assert_eq!(e.to_string(), "bad bytes");
+            assert!(got == d[..at], "the bytes before it, then the error");
+            assert_eq!(r.read(&mut [0; 8]).unwrap(), 0, "and nothing after it");
+        }
     }
 
     #[test]

@@ -347,6 +347,68 @@ columns = [ { name = "nom", type = "string", source = "Nom établissement" }, { 
 }
 
 #[test]
+fn broken_utf16_is_refused_on_any_thread_count() {
+    // A review's case: an unpaired surrogate deep in a UTF-16 export, and the same export cut
+    // short by an odd byte and by three bytes. Reading ahead on a thread must not lose the
+    // decoder's error (it happens once: the decoder goes on after the bad bytes).
+    let s = Scratch::new();
+    let contract = r#"
+name = "t"
+domain = "d"
+csv = { delimiter = ",", encoding = "utf-16" }
+columns = [ { name = "id", type = "bigint" }, { name = "txt", type = "string" } ]
+"#;
+    let c = Contract::from_toml(contract, std::path::Path::new("t.toml")).unwrap();
+    let mut text = String::from("id,txt\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("{i},name{i}\n"));
+    }
+    let mut good = vec![0xFF, 0xFE];
+    for u in text.encode_utf16() {
+        good.extend_from_slice(&u.to_le_bytes());
+    }
+    let mark: Vec<u8> = "10000,name10000"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let at = good.windows(mark.len()).position(|w| w == mark).unwrap() + mark.len();
+    let mut surrogate = good[..at].to_vec();
+    surrogate.extend_from_slice(&[0x00, 0xD8]);
+    surrogate.extend_from_slice(&good[at..]);
+    let cases = [
+        ("surrogate.csv", surrogate),
+        ("odd.csv", good[..good.len() - 1].to_vec()),
+        ("cut.csv", good[..good.len() - 3].to_vec()),
+    ];
+    for (name, bytes) in cases {
+        let input = s.write(name, bytes);
+        for threads in [1, 2] {
+            let mut opts = ConvertOptions::new(s.path(&format!("out-{name}-{threads}")));
+            opts.threads = threads;
+            let e = convert_file(&c, &input, &opts).unwrap_err();
+            assert!(
+                e.to_string().contains("UTF-16"),
+                "{name}, {threads} threads: {e}"
+            );
+            assert!(
+                !s.path(&format!("out-{name}-{threads}/t")).exists(),
+                "{name}, {threads} threads: nothing written"
+            );
+        }
+    }
+    // and the whole export converts on both
+    let input = s.write("good.csv", good);
+    for threads in [1, 2] {
+        let mut opts = ConvertOptions::new(s.path(&format!("good-{threads}")));
+        opts.threads = threads;
+        assert_eq!(
+            convert_file(&c, &input, &opts).unwrap().rows_written,
+            20_000
+        );
+    }
+}
+
+#[test]
 fn pseudonymisation() {
     let s = Scratch::new();
     let contract = r#"
