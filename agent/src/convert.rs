@@ -467,6 +467,9 @@ fn encode_error(e: EncodeError) -> ConvertError {
 /// A partition's folder, key values and files.
 type Finished = (String, Vec<(String, String)>, Vec<WrittenFile>);
 
+/// Bytes of a text column's interner at least (else the column is not interned).
+const MIN_INTERNER_BYTES: usize = 16 * 1024;
+
 /// Rows between two looks at the partition buffers (row groups to start, the budget).
 const CHECK_ROWS: u32 = 4096;
 
@@ -932,21 +935,23 @@ fn run(
     let ensure_one = contract.partition_by.is_empty();
     // Text kept as it is exported goes through an interner per column (bounded, counted in the
     // parsing side's budget).
+    // A sixteenth of the budget at most, at least 16 KiB a column: a very wide export interns
+    // only its first text columns.
     let mut interners: Vec<Option<Interner>> = (0..body_types.len()).map(|_| None).collect();
-    let interned: Vec<usize> = plans
+    let mut budget = parse_budget(opts.memory_budget_bytes);
+    let share = budget / 16;
+    let mut interned: Vec<usize> = plans
         .iter()
         .filter(|p| p.ty == ColumnType::String && p.pii == Pii::Keep)
         .filter_map(|p| p.body)
         .collect();
-    let mut budget = parse_budget(opts.memory_budget_bytes);
+    interned.truncate(share / MIN_INTERNER_BYTES);
     if !interned.is_empty() {
-        let limit = (budget / 16 / interned.len()).clamp(64 * 1024, 1024 * 1024);
+        let limit = (share / interned.len()).clamp(MIN_INTERNER_BYTES, 1024 * 1024);
         for &bi in &interned {
             interners[bi] = Some(Interner::new(limit));
         }
-        budget = budget
-            .saturating_sub(limit * interned.len())
-            .max(budget / 2);
+        budget -= limit * interned.len();
     }
     let router = Router {
         output: contract.output.clone(),

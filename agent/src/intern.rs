@@ -11,8 +11,9 @@
 
 /// Longest value kept (longer ones stay in their buffer: free text rarely repeats).
 pub const MAX_VALUE_BYTES: usize = 128;
-/// Bytes an entry costs besides its value (offset, hash slot, growth slack).
-const ENTRY_OVERHEAD: usize = 12;
+/// Bytes an entry costs besides its value (offset, 24-byte hash slot and its control byte,
+/// the table's slack).
+const ENTRY_OVERHEAD: usize = 36;
 /// Lookups between two looks at the miss rate of a full interner.
 const WINDOW: u32 = 1 << 16;
 
