@@ -646,28 +646,10 @@ impl ChunkWriter {
         if no_nulls && b > a {
             match (&col.values, self.phys) {
                 (Values::I64(v), Phys::I64) => {
-                    let v = &v[a..b];
-                    out.reserve(v.len() * 8);
-                    v.iter()
-                        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
-                    let (lo, hi) = v
-                        .iter()
-                        .fold((i64::MAX, i64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-                    range.int(lo.into());
-                    range.int(hi.into());
-                    return;
+                    return put_slice(out, range, &v[a..b], i64::to_le_bytes);
                 }
                 (Values::I32(v), Phys::I32) => {
-                    let v = &v[a..b];
-                    out.reserve(v.len() * 4);
-                    v.iter()
-                        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
-                    let (lo, hi) = v
-                        .iter()
-                        .fold((i32::MAX, i32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-                    range.int(lo.into());
-                    range.int(hi.into());
-                    return;
+                    return put_slice(out, range, &v[a..b], i32::to_le_bytes);
                 }
                 _ => {}
             }
@@ -920,6 +902,21 @@ fn int_value(values: &Values, i: usize) -> i128 {
         Values::I64(v) => i128::from(v[i]),
         Values::I128(v) => v[i],
         _ => unreachable!("not an integer column"),
+    }
+}
+
+/// PLAIN bytes of integers without nulls, and their minimum and maximum into `range`.
+fn put_slice<T: Copy + Ord + Into<i128>, const N: usize>(
+    out: &mut Vec<u8>,
+    range: &mut Range,
+    v: &[T],
+    le: fn(T) -> [u8; N],
+) {
+    out.reserve(v.len() * N);
+    v.iter().for_each(|&x| out.extend_from_slice(&le(x)));
+    if let (Some(&lo), Some(&hi)) = (v.iter().min(), v.iter().max()) {
+        range.int(lo.into());
+        range.int(hi.into());
     }
 }
 
