@@ -1491,6 +1491,10 @@ fn csv_error(e: &TokenizeError, line_offset: u64) -> RowError {
             "a record longer than {} bytes (an unclosed quote runs through the rest of the file?)",
             crate::tokenize::MAX_RECORD_BYTES
         ),
+        TokenizeError::Unclosed { field, .. } => format!(
+            "field {field} opens a quote that is never closed: the rest of the file would be \
+             one value (a stray \" at the start of a value?)"
+        ),
     };
     RowError {
         line,

@@ -5,8 +5,9 @@
 //! a field that starts with the quote character is quoted and may hold delimiters, line breaks
 //! and doubled quotes; a quote anywhere else is an ordinary character; text after a closing
 //! quote joins the field (`"ab"cd` is `abcd`); `\n`, `\r` and `\r\n` end a record; empty lines
-//! are skipped; the last record needs no line break; an unterminated quote runs to the end of
-//! the input. Two things differ on purpose: a record reports the line where it starts (the
+//! are skipped; the last record needs no line break. Three things differ on purpose: a quote
+//! still open at the end of the input is an error (the `csv` crate makes the rest of the file
+//! one value, silently swallowing every row after a stray quote); a record reports the line where it starts (the
 //! `csv` crate reports the line after the previous record, which is wrong after blank lines),
 //! and a record larger than [`MAX_RECORD_BYTES`] is an error (an unclosed quote in a large export
 //! would otherwise read the rest of the file into memory).
@@ -106,12 +107,16 @@ pub enum TokenizeError {
         max = MAX_RECORD_BYTES
     )]
     TooLong { line: u64 },
+    #[error(
+        "line {line}: field {field} opens a quote that is never closed (the rest of the file would be one value)"
+    )]
+    Unclosed { line: u64, field: usize },
 }
 
 impl TokenizeError {
     pub fn line(&self) -> u64 {
         match self {
-            Self::Io { line, .. } | Self::TooLong { line } => *line,
+            Self::Io { line, .. } | Self::TooLong { line } | Self::Unclosed { line, .. } => *line,
         }
     }
 }
@@ -149,6 +154,8 @@ enum Parsed {
     },
     /// The buffer ended inside the record.
     NeedMore,
+    /// The input ended inside the quoted field number `field` (1-based).
+    Unclosed { field: usize },
 }
 
 #[inline]
@@ -468,6 +475,12 @@ impl<R: Read> Tokenizer<R> {
                     }
                     return Ok(true);
                 }
+                Parsed::Unclosed { field } => {
+                    return Err(TokenizeError::Unclosed {
+                        line: self.line,
+                        field,
+                    });
+                }
                 Parsed::NeedMore => {
                     // more input, or the end of it: either way the next parse gets further
                     if !self.refill()? && !self.eof {
@@ -534,20 +547,11 @@ impl<R: Read> Tokenizer<R> {
                 let content_end = close.unwrap_or(buf.len());
                 newlines += memchr::memchr_iter(b'\n', &buf[content..content_end]).count() as u64;
                 let Some(close) = close else {
-                    // unterminated: the field runs to the end of the input
-                    push_quoted(
-                        rec,
-                        extra,
-                        q,
-                        &buf[content..],
-                        escaped,
-                        rel(content),
-                        rel(buf.len()),
-                    );
-                    return Parsed::Done {
-                        end: buf.len(),
-                        next: buf.len(),
-                        newlines,
+                    // unterminated at the end of the input: the rest of the file would be
+                    // one value of this record (rows silently swallowed), so it is an error
+                    let _ = escaped;
+                    return Parsed::Unclosed {
+                        field: rec.bounds.len() + 1,
                     };
                 };
                 // After the closing quote: a delimiter, a line break, the end, or more text
@@ -689,15 +693,32 @@ fn unescape_into(out: &mut Vec<u8>, content: &[u8], q: u8) {
 mod tests {
     use super::*;
 
-    fn ours(input: &[u8], d: u8, chunk: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
+    /// Records as (line, fields).
+    type Lines = Vec<(u64, Vec<Vec<u8>>)>;
+
+    /// Our records, and whether the input ended inside a quote (an error after them).
+    fn ours(input: &[u8], d: u8, chunk: usize) -> (Lines, bool) {
         let mut t = Tokenizer::new(input, d, b'"');
         t.buf = vec![0; chunk];
         let mut rec = Record::new();
         let mut out = Vec::new();
-        while t.read_record(&mut rec).unwrap() {
-            out.push((rec.line(), rec.iter().map(|f| f.to_vec()).collect()));
+        loop {
+            match t.read_record(&mut rec) {
+                Ok(true) => out.push((rec.line(), rec.iter().map(|f| f.to_vec()).collect())),
+                Ok(false) => return (out, false),
+                Err(TokenizeError::Unclosed { .. }) => return (out, true),
+                Err(e) => panic!("{e}"),
+            }
         }
-        out
+    }
+
+    /// The csv crate's records but the last when that one runs to the end inside a quote.
+    fn theirs_but(input: &[u8], d: u8, unclosed: bool) -> Vec<Vec<Vec<u8>>> {
+        let mut t = theirs(input, d);
+        if unclosed {
+            assert!(t.pop().is_some(), "the csv crate has the swallowing record");
+        }
+        t
     }
 
     fn theirs(input: &[u8], d: u8) -> Vec<Vec<Vec<u8>>> {
@@ -719,11 +740,11 @@ mod tests {
     /// where the csv crate's byte positions point after blank lines are skipped.
     fn check(input: &[u8], d: u8) {
         for chunk in [1, 2, 3, 7, 64, CHUNK] {
-            let got = ours(input, d, chunk);
+            let (got, unclosed) = ours(input, d, chunk);
             let fields: Vec<Vec<Vec<u8>>> = got.iter().map(|(_, f)| f.clone()).collect();
             assert_eq!(
                 fields,
-                theirs(input, d),
+                theirs_but(input, d, unclosed),
                 "input {:?} (chunk {chunk})",
                 String::from_utf8_lossy(input)
             );
@@ -760,8 +781,39 @@ mod tests {
     }
 
     #[test]
+    fn a_quote_open_at_the_end_of_the_input_is_a_located_error() {
+        // a stray quote in a last column would make every later row part of one value
+        let mut input = b"id,note\n1,fine\n2,\"oops unclosed\n".to_vec();
+        for i in 3..1003 {
+            input.extend_from_slice(format!("{i},n{i}\n").as_bytes());
+        }
+        for chunk in [7, 64, CHUNK] {
+            let mut t = Tokenizer::new(input.as_slice(), b',', b'"');
+            t.buf = vec![0; chunk];
+            let mut rec = Record::new();
+            assert!(t.read_record(&mut rec).unwrap() && t.read_record(&mut rec).unwrap());
+            match t.read_record(&mut rec) {
+                Err(e @ TokenizeError::Unclosed { line: 3, field: 2 }) => {
+                    assert!(
+                        e.to_string().starts_with("line 3: field 2 opens a quote"),
+                        "{e}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // cut inside a quoted field, and a lone quote as the last byte
+        for input in [&b"a,b\n1,\"cut in the mid"[..], b"a,\""] {
+            let (_, unclosed) = ours(input, b',', CHUNK);
+            assert!(unclosed, "{:?}", String::from_utf8_lossy(input));
+        }
+        // closed quotes are fine, also as the very last byte
+        assert!(!ours(b"a,\"b\nc\"", b',', CHUNK).1);
+    }
+
+    #[test]
     fn lines_are_where_records_start() {
-        let got = ours(b"a\n\n\"b\nc\"\r\n\r\nd\re\n", b',', CHUNK);
+        let (got, _) = ours(b"a\n\n\"b\nc\"\r\n\r\nd\re\n", b',', CHUNK);
         let lines: Vec<u64> = got.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, [1, 3, 6, 6]);
         // a bare \r ends a record without starting a new line (as the csv crate counts)
@@ -856,7 +908,7 @@ mod tests {
 
     /// Everything a run yields: each record whole (bytes, bounds, line, UTF-8 flag), then the
     /// error that ended it, if any, and the tokenizer's final line.
-    type Run = (Vec<Record>, Option<(u64, bool)>, u64);
+    type Run = (Vec<Record>, Option<(u64, &'static str)>, u64);
 
     /// Reads `input` `step` bytes at a time into a buffer of `chunk` bytes, with or without AVX2.
     fn run(input: &[u8], d: u8, chunk: usize, step: usize, avx2: bool) -> Run {
@@ -869,7 +921,14 @@ mod tests {
             match t.read_record(&mut rec) {
                 Ok(true) => out.push(rec.clone()),
                 Ok(false) => break None,
-                Err(e) => break Some((e.line(), matches!(e, TokenizeError::TooLong { .. }))),
+                Err(e) => {
+                    let kind = match e {
+                        TokenizeError::Io { .. } => "io",
+                        TokenizeError::TooLong { .. } => "too long",
+                        TokenizeError::Unclosed { .. } => "unclosed",
+                    };
+                    break Some((e.line(), kind));
+                }
             }
         };
         (out, err, t.line())
@@ -880,13 +939,17 @@ mod tests {
     fn check_paths(input: &[u8], d: u8, configs: &[(usize, usize)]) {
         let show = || String::from_utf8_lossy(input).into_owned();
         let reference = run(input, d, CHUNK, usize::MAX, false);
-        assert_eq!(reference.1, None, "input {:?}", show());
+        let unclosed = match reference.1 {
+            None => false,
+            Some((_, "unclosed")) => true,
+            other => panic!("{other:?} in {:?}", show()),
+        };
         let fields: Vec<Vec<Vec<u8>>> = reference
             .0
             .iter()
             .map(|r| r.iter().map(<[u8]>::to_vec).collect())
             .collect();
-        assert_eq!(fields, theirs(input, d), "input {:?}", show());
+        assert_eq!(fields, theirs_but(input, d, unclosed), "input {:?}", show());
         for r in &reference.0 {
             // known exactly when valid: a returned record's bytes are all checked (a character
             // cut by a read ends before a line break, so it is completed first, or at the end)
@@ -1194,7 +1257,7 @@ mod tests {
                 assert_eq!(scalar.0[1].len(), len.div_ceil(100));
                 assert_eq!(scalar.0[1].line(), 2);
             } else {
-                assert_eq!(scalar.1, Some((2, true)), "{len} bytes then {end:?}");
+                assert_eq!(scalar.1, Some((2, "too long")), "{len} bytes then {end:?}");
             }
         }
     }
