@@ -196,6 +196,31 @@ struct Dictionary {
     num: FxHashMap<u128, u32>,
 }
 
+impl Dictionary {
+    /// The index of text `v`, added when new.
+    #[inline]
+    fn text_index(&mut self, v: &[u8]) -> u32 {
+        let Self {
+            plain,
+            len,
+            starts,
+            text,
+            ..
+        } = self;
+        let h = hash_bytes(v);
+        if let Some(&k) = text.find(h, |&k| entry(plain, starts, k) == v) {
+            return k;
+        }
+        let k = *len;
+        *len += 1;
+        starts.push(plain.len() as u32);
+        plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        plain.extend_from_slice(v);
+        text.insert_unique(h, k, |&k| hash_bytes(entry(plain, starts, k)));
+        k
+    }
+}
+
 /// Text entry `k` of a dictionary's PLAIN bytes.
 #[inline]
 fn entry<'a>(plain: &'a [u8], starts: &[u32], k: u32) -> &'a [u8] {
@@ -521,68 +546,19 @@ impl ChunkWriter {
                 let phys = self.phys;
                 match &col.values {
                     Values::Text { offsets, data } => {
-                        let Dictionary {
-                            plain,
-                            len,
-                            starts,
-                            text,
-                            ..
-                        } = d;
                         for i in (a..b).filter(|&i| is_valid(i)) {
-                            let v = &data[offsets[i] as usize..offsets[i + 1] as usize];
-                            let h = hash_bytes(v);
-                            let found = text.find(h, |&k| entry(plain, starts, k) == v).copied();
-                            let k = match found {
-                                Some(k) => k,
-                                None => {
-                                    let k = *len;
-                                    *len += 1;
-                                    starts.push(plain.len() as u32);
-                                    plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                                    plain.extend_from_slice(v);
-                                    text.insert_unique(h, k, |&k| {
-                                        hash_bytes(entry(plain, starts, k))
-                                    });
-                                    k
-                                }
-                            };
-                            idx.push(k);
+                            idx.push(d.text_index(text_entry(offsets, data, i as u32)));
                         }
                     }
                     Values::Dict { ids, offsets, data } => {
                         // each entry of the batch is looked up once
-                        let Dictionary {
-                            plain,
-                            len,
-                            starts,
-                            text,
-                            ..
-                        } = d;
                         let map = &mut comp.map;
                         for i in (a..b).filter(|&i| is_valid(i)) {
                             let j = ids[i] as usize;
-                            let mut k = map[j];
-                            if k == u32::MAX {
-                                let v = text_entry(offsets, data, j as u32);
-                                let h = hash_bytes(v);
-                                let found =
-                                    text.find(h, |&k| entry(plain, starts, k) == v).copied();
-                                k = match found {
-                                    Some(k) => k,
-                                    None => {
-                                        let k = *len;
-                                        *len += 1;
-                                        starts.push(plain.len() as u32);
-                                        plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                                        plain.extend_from_slice(v);
-                                        text.insert_unique(h, k, |&k| {
-                                            hash_bytes(entry(plain, starts, k))
-                                        });
-                                        k
-                                    }
-                                };
-                                map[j] = k;
+                            if map[j] == u32::MAX {
+                                map[j] = d.text_index(text_entry(offsets, data, j as u32));
                             }
+                            let k = map[j];
                             idx.push(k);
                         }
                     }
