@@ -174,7 +174,7 @@ impl Column {
 
     /// Appends an integer-like value: `int` and `date` take it as `i32` (the parser bounded
     /// them), `bigint` and `timestamp` as `i64`.
-    #[inline]
+    #[inline(always)]
     pub fn push_i64(&mut self, x: i64) {
         match &mut self.values {
             Values::I32(v) => v.push(x as i32),
@@ -193,7 +193,7 @@ impl Column {
         self.nulls.append_non_null();
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push_i128(&mut self, x: i128) {
         match &mut self.values {
             Values::I128(v) => v.push(x),

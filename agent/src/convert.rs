@@ -1001,6 +1001,17 @@ fn run(
     for (slot, &pi) in part_src.iter().enumerate() {
         plans[pi].part_slot = Some(slot);
     }
+    let fast: Vec<Fast> = plans
+        .iter()
+        .map(|p| {
+            Fast::of(
+                p,
+                csv_cfg.thousands.is_none(),
+                csv_cfg.decimal,
+                csv_cfg.trim_strings,
+            )
+        })
+        .collect();
 
     let quarantine = contract.on_error == OnError::QuarantineRows;
     let mut rejects: Option<(csv::Writer<File>, PathBuf)> = None;
@@ -1229,20 +1240,10 @@ fn run(
                 let raw = &record[p.src];
                 // The common cases straight into the column; anything else (nulls other than
                 // empty, pseudonyms, unusual notation, errors) by the general rules below.
-                if p.part_slot.is_none()
-                    && !bad
-                    && let Some(bi) = p.body
+                if !bad
                     && let Some((t, interners)) = target.as_mut()
-                    && let Some(n) = fast_append(
-                        p,
-                        raw,
-                        &record,
-                        numeric,
-                        check_fields,
-                        ctx.trim_strings,
-                        &mut t.cols[bi],
-                        interners[bi].as_mut(),
-                    )
+                    && let Some(n) =
+                        fast_append(&fast[pi], raw, &record, check_fields, t, interners)
                 {
                     text += n;
                     continue;
@@ -1745,41 +1746,124 @@ impl DayParts {
     }
 }
 
-/// Appends the value of `raw` to `col` when it is of a common, unambiguous shape (see
-/// [`parse::fast_int`], [`parse::fast_decimal`], [`DateFormat::parse_fixed_date`]); returns the
-/// text bytes added, or `None` (nothing appended) to leave the value to [`parse_value`].
+/// How the parse loop appends a field of a common, unambiguous shape (see [`fast_append`]),
+/// decided once per field from its plan: a body column (not a partition source), no null
+/// marker but the empty value, no pseudonym, and numbers without a thousands separator.
+#[derive(Clone, Copy)]
+enum Fast<'a> {
+    /// Always by [`parse_value`] and [`append_value`].
+    General,
+    /// Text into body column `bi` (through its interner when it has one); `trim`: the
+    /// contract's `trim_strings`.
+    Text {
+        bi: usize,
+        trim: bool,
+        empty_null: bool,
+    },
+    /// `int` (`wide` false) or `bigint`.
+    Int {
+        bi: usize,
+        wide: bool,
+        empty_null: bool,
+    },
+    Decimal {
+        bi: usize,
+        decimal: u8,
+        precision: u8,
+        scale: i8,
+        empty_null: bool,
+    },
+    /// A date in the column's first format, which has a fixed width.
+    Date {
+        bi: usize,
+        format: &'a DateFormat,
+        empty_null: bool,
+    },
+}
+
+impl<'a> Fast<'a> {
+    fn of(p: &'a FieldPlan, no_thousands: bool, decimal: u8, trim: bool) -> Self {
+        let Some(bi) = p.body else {
+            return Self::General;
+        };
+        if p.part_slot.is_some() || !p.only_empty_null || p.pii != Pii::Keep {
+            return Self::General;
+        }
+        let empty_null = !p.nulls.is_empty();
+        match p.ty {
+            ColumnType::String => Self::Text {
+                bi,
+                trim,
+                empty_null,
+            },
+            ColumnType::Int | ColumnType::BigInt if no_thousands => Self::Int {
+                bi,
+                wide: p.ty == ColumnType::BigInt,
+                empty_null,
+            },
+            ColumnType::Decimal { precision, scale } if no_thousands => Self::Decimal {
+                bi,
+                decimal,
+                precision,
+                scale,
+                empty_null,
+            },
+            ColumnType::Date => match p.formats.first() {
+                Some(format) if format.is_fixed() => Self::Date {
+                    bi,
+                    format,
+                    empty_null,
+                },
+                _ => Self::General,
+            },
+            _ => Self::General,
+        }
+    }
+}
+
+/// Appends the value of `raw` to its body column in `t` when the field is [`Fast`] and the
+/// value of a common shape (see [`parse::fast_int`], [`parse::fast_decimal`],
+/// [`DateFormat::parse_fixed_date`]); returns the text bytes added, or `None` (nothing
+/// appended) to leave the value to [`parse_value`].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn fast_append(
-    p: &FieldPlan,
+    f: &Fast<'_>,
     raw: &[u8],
     record: &Record,
-    n: Numeric,
     check_utf8: bool,
-    trim_strings: bool,
-    col: &mut Column,
-    interner: Option<&mut Interner>,
+    t: &mut BatchBuilder,
+    interners: &mut [Option<Interner>],
 ) -> Option<usize> {
-    if !p.only_empty_null || p.pii != Pii::Keep {
-        return None;
+    // An empty value (after trimming) is null when the contract says so, else an error or an
+    // empty text, which the general path tells apart.
+    macro_rules! value {
+        ($bi:expr, $empty_null:expr) => {{
+            let v = parse::trim(raw);
+            if v.is_empty() {
+                if !$empty_null {
+                    return None;
+                }
+                t.cols[$bi].push_null();
+                return Some(0);
+            }
+            (v, &mut t.cols[$bi])
+        }};
     }
-    let t = parse::trim(raw);
-    if t.is_empty() {
-        if p.nulls.is_empty() {
-            return None;
-        }
-        col.push_null();
-        return Some(0);
-    }
-    match p.ty {
-        ColumnType::String => {
+    match *f {
+        Fast::General => None,
+        Fast::Text {
+            bi,
+            trim,
+            empty_null,
+        } => {
             if check_utf8 {
                 return None;
             }
-            let s = if trim_strings { trim_text(raw) } else { raw };
-            let base = record.as_slice();
+            let (v, col) = value!(bi, empty_null);
+            let s = if trim { trim_trimmed(v) } else { raw };
+            let base = record.padded();
             let start = s.as_ptr() as usize - base.as_ptr() as usize;
-            if let Some(i) = interner
+            if let Some(i) = interners[bi].as_mut()
                 && matches!(col.values, Values::Interned { .. })
             {
                 return Some(col.push_interned(i, base, start, start + s.len()));
@@ -1787,27 +1871,39 @@ fn fast_append(
             col.push_text_within(base, start, start + s.len());
             Some(s.len())
         }
-        ColumnType::Int if n.thousands.is_none() => {
-            let v = parse::fast_int(t)?;
-            if v < i32::MIN as i64 || v > i32::MAX as i64 {
+        Fast::Int {
+            bi,
+            wide,
+            empty_null,
+        } => {
+            let (v, col) = value!(bi, empty_null);
+            let x = parse::fast_int(v)?;
+            if !wide && (x < i32::MIN as i64 || x > i32::MAX as i64) {
                 return None;
             }
-            col.push_i64(v);
+            col.push_i64(x);
             Some(0)
         }
-        ColumnType::BigInt if n.thousands.is_none() => {
-            col.push_i64(parse::fast_int(t)?);
+        Fast::Decimal {
+            bi,
+            decimal,
+            precision,
+            scale,
+            empty_null,
+        } => {
+            let (v, col) = value!(bi, empty_null);
+            col.push_i128(parse::fast_decimal(v, decimal, precision, scale)?);
             Some(0)
         }
-        ColumnType::Decimal { precision, scale } if n.thousands.is_none() => {
-            col.push_i128(parse::fast_decimal(t, n.decimal, precision, scale)?);
+        Fast::Date {
+            bi,
+            format,
+            empty_null,
+        } => {
+            let (v, col) = value!(bi, empty_null);
+            col.push_i64(format.parse_fixed_date(v)? as i64);
             Some(0)
         }
-        ColumnType::Date => {
-            col.push_i64(p.formats.first()?.parse_fixed_date(t)? as i64);
-            Some(0)
-        }
-        _ => None,
     }
 }
 
@@ -1820,7 +1916,12 @@ struct RowContext<'a> {
 /// Strips whitespace around text: ASCII spaces and tabs, and Unicode spaces (a no-break space
 /// padding a legacy export) when the ends are not ASCII.
 fn trim_text(raw: &[u8]) -> &[u8] {
-    let t = parse::trim(raw);
+    trim_trimmed(parse::trim(raw))
+}
+
+/// [`trim_text`] of a value [`parse::trim`] has trimmed.
+#[inline]
+fn trim_trimmed(t: &[u8]) -> &[u8] {
     let non_ascii_end =
         t.first().is_some_and(|b| !b.is_ascii()) || t.last().is_some_and(|b| !b.is_ascii());
     if non_ascii_end && let Ok(s) = std::str::from_utf8(t) {
@@ -1895,7 +1996,7 @@ fn append_value(
                 }
                 _ => {
                     // `s` lies inside the record's buffer: copy it from there
-                    let base = record.as_slice();
+                    let base = record.padded();
                     let start = s.as_ptr() as usize - base.as_ptr() as usize;
                     col.push_text_within(base, start, start + s.len());
                     s.len()

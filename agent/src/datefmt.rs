@@ -25,6 +25,16 @@ struct Fixed {
     day: usize,
     /// (position, byte) of each literal.
     lits: Vec<(usize, u8)>,
+    /// The value as one little-endian word (layouts of 8 to 16 bytes): which bits are literal
+    /// bytes, what they hold, and which bits are digits.
+    lit_mask: u128,
+    lit_bits: u128,
+    digit_mask: u128,
+}
+
+/// `b` in every byte of a word.
+const fn bytes(b: u8) -> u128 {
+    u128::from_le_bytes([b; 16])
 }
 
 impl Fixed {
@@ -51,12 +61,25 @@ impl Fixed {
                 _ => return None,
             }
         }
+        let (mut lit_mask, mut lit_bits) = (0u128, 0u128);
+        for &(at, c) in lits.iter().filter(|&&(at, _)| at < 16) {
+            lit_mask |= 0xFF << (8 * at);
+            lit_bits |= u128::from(c) << (8 * at);
+        }
+        let all = if pos >= 16 {
+            u128::MAX
+        } else {
+            (1u128 << (8 * pos)) - 1
+        };
         Some(Self {
             len: pos,
             year: year?,
             month: month?,
             day: day?,
             lits,
+            lit_mask,
+            lit_bits,
+            digit_mask: all & !lit_mask,
         })
     }
 
@@ -65,6 +88,37 @@ impl Fixed {
         if s.len() != self.len {
             return None;
         }
+        if !(8..=16).contains(&s.len()) {
+            return Some(self.parse_bytes(s));
+        }
+        // The value as one word: its first eight bytes and its last eight (they overlap
+        // unless it has sixteen), then every byte checked and converted at once.
+        let n = s.len();
+        let first = u64::from_le_bytes(s[..8].try_into().ok()?);
+        let last = u64::from_le_bytes(s[n - 8..].try_into().ok()?);
+        let x = u128::from(first) | u128::from(last) << (8 * (n - 8));
+        if x & self.lit_mask != self.lit_bits {
+            return Some(None);
+        }
+        let (high, zero) = (bytes(0xF0) & self.digit_mask, bytes(b'0') & self.digit_mask);
+        let y = x & self.digit_mask;
+        // a digit is 0x30..=0x39: high nibble 3, and still 3 after adding 6 (no carry
+        // crosses a byte once the high nibble is 3)
+        if y & high != zero || (y + (bytes(6) & self.digit_mask)) & high != zero {
+            return Some(None);
+        }
+        let v = (y - zero).to_le_bytes();
+        let d = |i: usize| u32::from(v[i]);
+        let y = d(self.year) * 1000 + d(self.year + 1) * 100 + d(self.year + 2) * 10;
+        Some(days_from_civil(
+            (y + d(self.year + 3)) as i32,
+            d(self.month) * 10 + d(self.month + 1),
+            d(self.day) * 10 + d(self.day + 1),
+        ))
+    }
+
+    /// [`Fixed::parse`] byte by byte, for a value of the layout's length.
+    fn parse_bytes(&self, s: &[u8]) -> Option<i32> {
         let num = |at: usize, n: usize| -> Option<u32> {
             let mut v = 0u32;
             for &b in &s[at..at + n] {
@@ -77,14 +131,14 @@ impl Fixed {
         };
         for &(at, c) in &self.lits {
             if s[at] != c {
-                return Some(None);
+                return None;
             }
         }
-        let (Some(y), Some(m), Some(d)) = (num(self.year, 4), num(self.month, 2), num(self.day, 2))
-        else {
-            return Some(None);
-        };
-        Some(days_from_civil(y as i32, m, d))
+        days_from_civil(
+            num(self.year, 4)? as i32,
+            num(self.month, 2)?,
+            num(self.day, 2)?,
+        )
     }
 }
 
@@ -168,6 +222,12 @@ impl DateFormat {
 
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// Whether [`DateFormat::parse_fixed_date`] can accept values (a date format of fixed-width
+    /// numbers and one-byte literals).
+    pub fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
     }
 
     /// The days of `s` if it has this format's fixed layout (every number at full width);
@@ -384,6 +444,48 @@ pub fn day_month_conflict(formats: &[DateFormat]) -> Option<(String, String)> {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date, if it exists.
 pub fn days_from_civil(y: i32, m: u32, d: u32) -> Option<i32> {
+    // The years of most exports by table: their first day and whether they are leap years.
+    if let Some(&year) = usize::try_from(y - TABLE_FROM)
+        .ok()
+        .and_then(|i| YEAR_STARTS.get(i))
+        && (1..=12).contains(&m)
+    {
+        let leap = year & 1;
+        let m = m as usize - 1;
+        let len = MONTH_DAYS[m] + if m == 1 { leap as u32 } else { 0 };
+        if d == 0 || d > len {
+            return None;
+        }
+        let after_feb = if m >= 2 { leap } else { 0 };
+        return Some((year >> 1) + MONTH_STARTS[m] + after_feb + d as i32 - 1);
+    }
+    days_from_civil_computed(y, m, d)
+}
+
+/// First year of [`YEAR_STARTS`].
+const TABLE_FROM: i32 = 1900;
+/// Days of each month, February of a common year.
+const MONTH_DAYS: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+/// Days before each month in a common year.
+const MONTH_STARTS: [i32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+/// For each year from [`TABLE_FROM`]: its first day (days since 1970-01-01) shifted left by
+/// one, with the low bit set for a leap year.
+static YEAR_STARTS: [i32; 256] = {
+    let mut t = [0i32; 256];
+    let mut i = 0;
+    let mut days = -25_567; // 1900-01-01
+    while i < 256 {
+        let y = TABLE_FROM + i as i32;
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        t[i] = days << 1 | leap as i32;
+        days += if leap { 366 } else { 365 };
+        i += 1;
+    }
+    t
+};
+
+/// [`days_from_civil`] by arithmetic, for any year.
+fn days_from_civil_computed(y: i32, m: u32, d: u32) -> Option<i32> {
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return None;
     }
@@ -487,6 +589,25 @@ mod tests {
     }
 
     #[test]
+    fn the_year_table_agrees_with_the_arithmetic() {
+        for y in TABLE_FROM - 2..TABLE_FROM + 258 {
+            for m in 0..=13 {
+                for d in 0..=32 {
+                    assert_eq!(
+                        days_from_civil(y, m, d),
+                        days_from_civil_computed(y, m, d),
+                        "{y}-{m}-{d}"
+                    );
+                }
+            }
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2000, 2, 29), Some(11_016));
+        assert_eq!(days_from_civil(1900, 2, 29), None);
+        assert_eq!(days_from_civil(2100, 2, 29), None);
+    }
+
+    #[test]
     fn fixed_layout_fast_path_agrees_with_the_general_parser() {
         let mut values: Vec<String> = Vec::new();
         for y in [1900, 1999, 2000, 2024, 2100] {
@@ -514,7 +635,33 @@ mod tests {
             ]
             .map(String::from),
         );
-        for f in ["%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%d.%m.%Y"] {
+        // every byte of valid dates replaced by every other byte (the word-at-once checks)
+        for base in [
+            "2024-02-29",
+            "29/02/2024",
+            "20240229",
+            "1999-12-31",
+            "31/12/1999",
+        ] {
+            for at in 0..base.len() {
+                for b in 0..=255u8 {
+                    let mut v = base.as_bytes().to_vec();
+                    v[at] = b;
+                    if let Ok(v) = String::from_utf8(v) {
+                        values.push(v);
+                    }
+                }
+            }
+        }
+        for f in [
+            "%Y-%m-%d",
+            "%d/%m/%Y",
+            "%m/%d/%Y",
+            "%Y%m%d",
+            "%d.%m.%Y",
+            "%Y--%m--%d--",
+            "%Y---%m---%d---",
+        ] {
             let fmt = DateFormat::compile(f, false).unwrap();
             assert!(fmt.fixed.is_some(), "{f} has a fixed layout");
             for v in &values {

@@ -13,7 +13,20 @@ pub struct Numeric {
 }
 
 /// Strips ASCII spaces and tabs around a field.
+#[inline]
 pub fn trim(s: &[u8]) -> &[u8] {
+    let space = |b: u8| b == b' ' || b == b'\t';
+    match s {
+        [] => s,
+        [first, .., last] if !space(*first) && !space(*last) => s,
+        [only] if !space(*only) => s,
+        _ => trim_ends(s),
+    }
+}
+
+/// [`trim`] of a value that starts or ends with a space or tab.
+#[cold]
+fn trim_ends(s: &[u8]) -> &[u8] {
     let mut a = 0;
     let mut b = s.len();
     while a < b && matches!(s[a], b' ' | b'\t') {

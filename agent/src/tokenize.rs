@@ -28,10 +28,16 @@ const CHUNK: usize = 1 << 20;
 /// Marks a field bound that lies in the record's unescaped area rather than its raw bytes.
 const EXTRA: u32 = 1 << 31;
 
+/// Zero bytes after a record's own in [`Record::padded`].
+pub const RECORD_PADDING: usize = 16;
+
 /// One record: its fields' bytes and bounds, and the line it starts on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
+    /// The record's bytes, then [`RECORD_PADDING`] zeros (once read).
     buf: Vec<u8>,
+    /// Bytes of the record in `buf`.
+    used: usize,
     bounds: Vec<(u32, u32)>,
     line: u64,
     utf8: bool,
@@ -78,6 +84,12 @@ impl Record {
     /// followed by the unescaped text of fields with doubled quotes. It is valid UTF-8 exactly
     /// when every field is (delimiters and quotes are ASCII).
     pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.used]
+    }
+
+    /// [`Record::as_slice`] and the [`RECORD_PADDING`] zero bytes after it (none in a record
+    /// not read by a [`Tokenizer`]): a field's first 16 bytes can be loaded at once.
+    pub fn padded(&self) -> &[u8] {
         &self.buf
     }
 
@@ -465,6 +477,8 @@ impl<R: Read> Tokenizer<R> {
                             }
                         }
                     }
+                    rec.used = rec.buf.len();
+                    rec.buf.extend_from_slice(&[0; RECORD_PADDING]);
                     rec.line = self.line;
                     rec.utf8 = self.check_utf8 && end <= self.utf8_to;
                     self.line += newlines;
@@ -864,6 +878,14 @@ mod tests {
             assert_eq!(&all[r], &rec[i]);
         }
         assert_eq!(&rec[1], b"d\"e");
+        // zeros follow, whatever the previous record left (a longer one here)
+        let padded = rec.padded();
+        assert_eq!(&padded[..all.len()], all);
+        assert_eq!(&padded[all.len()..], &[0; RECORD_PADDING]);
+        let mut t = Tokenizer::new(&b"a-much-longer-first-record,x\ny,z\n"[..], b',', b'"');
+        assert!(t.read_record(&mut rec).unwrap() && t.read_record(&mut rec).unwrap());
+        assert_eq!(rec.as_slice(), b"y,z");
+        assert_eq!(rec.padded(), b"y,z\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
     }
 
     /// Hands out a few bytes per read, so that characters and records straddle refills.
