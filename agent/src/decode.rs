@@ -278,7 +278,9 @@ pub fn open(path: &Path, csv: &CsvSettings) -> Result<Decoded, DecodeError> {
         handle: hash.clone(),
         done: false,
     };
-    let mut raw = BufReader::with_capacity(1 << 20, raw);
+    // Small: the tokenizer reads a megabyte at a time, and a read at least this large goes
+    // straight to the file (one copy of the input, not two).
+    let mut raw = BufReader::with_capacity(64 * 1024, raw);
     // Skip the BOM (it is hashed: the hash is of the file as dropped).
     let mut bom_buf = [0u8; 3];
     raw.read_exact(&mut bom_buf[..bom_len]).map_err(io_err)?;
