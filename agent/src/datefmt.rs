@@ -383,10 +383,17 @@ impl DateCache {
         if s.is_empty() || s.len() > 15 || self.slots.is_empty() {
             return parse();
         }
-        let mut key = [0u8; 16];
-        key[..s.len()].copy_from_slice(s);
-        key[15] = s.len() as u8;
-        let key = u128::from_le_bytes(key);
+        let n = s.len();
+        let key = if n >= 8 {
+            // two overlapping words instead of a copy of n bytes
+            let first = u64::from_le_bytes(s[..8].try_into().unwrap_or_default());
+            let last = u64::from_le_bytes(s[n - 8..].try_into().unwrap_or_default());
+            u128::from(first) | u128::from(last) << (8 * (n - 8))
+        } else {
+            let mut key = [0u8; 16];
+            key[..n].copy_from_slice(s);
+            u128::from_le_bytes(key)
+        } | (n as u128) << 120;
         let h = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let slot = &mut self.slots[(h >> 52) as usize & (DATE_CACHE_SLOTS - 1)];
         if slot.0 == key {
