@@ -371,24 +371,6 @@ fn encode_levels(out: &mut Vec<u8>, valid: Option<&[u8]>, a: usize, b: usize) ->
     present
 }
 
-/// Whether `v` is UTF-8, with [`std::str::from_utf8`]'s error: its ASCII start (most text of
-/// most exports) is skipped 32 bytes at a time by a test the compiler turns into vector
-/// instructions.
-fn check_utf8(v: &[u8]) -> std::result::Result<(), std::str::Utf8Error> {
-    let (blocks, _) = v.as_chunks::<32>();
-    let ascii = blocks
-        .iter()
-        .take_while(|b| b.iter().fold(0, |acc, &x| acc | x) < 0x80)
-        .count()
-        * 32;
-    // what precedes `ascii` is ASCII: it starts a character
-    match std::str::from_utf8(&v[ascii..]) {
-        Ok(_) => Ok(()),
-        // the error as it is for the whole text
-        Err(_) => std::str::from_utf8(v).map(|_| ()),
-    }
-}
-
 /// The longest prefix of `v` of at most `max` bytes that ends on a character boundary.
 fn utf8_prefix(v: &[u8], max: usize) -> &[u8] {
     let mut end = max.min(v.len());
@@ -472,12 +454,15 @@ impl ChunkWriter {
         if let Values::Dict { offsets, data, .. } = &col.values {
             // the last line of defence: no invalid text reaches a file (valid as a whole, and
             // every entry starts on a character)
-            let bad = check_utf8(data).err().map(|e| e.to_string()).or_else(|| {
-                offsets[..offsets.len() - 1]
-                    .iter()
-                    .any(|&o| data.get(o as usize).is_some_and(|&b| b & 0xC0 == 0x80))
-                    .then(|| "an entry starts inside a character".to_string())
-            });
+            let bad = std::str::from_utf8(data)
+                .err()
+                .map(|e| e.to_string())
+                .or_else(|| {
+                    offsets[..offsets.len() - 1]
+                        .iter()
+                        .any(|&o| data.get(o as usize).is_some_and(|&b| b & 0xC0 == 0x80))
+                        .then(|| "an entry starts inside a character".to_string())
+                });
             if let Some(e) = bad {
                 return Err(ParquetError::General(format!(
                     "column {}: text that is not UTF-8 ({e})",
@@ -548,7 +533,7 @@ impl ChunkWriter {
         if let Values::Text { offsets, data } = &col.values {
             // the last line of defence: no invalid text reaches a file
             let span = &data[offsets[a] as usize..offsets[b] as usize];
-            if let Err(e) = check_utf8(span) {
+            if let Err(e) = std::str::from_utf8(span) {
                 return Err(ParquetError::General(format!(
                     "column {}: text that is not UTF-8 ({e})",
                     self.descr.name()
@@ -1153,42 +1138,6 @@ mod tests {
             assert_eq!(pos, out.len(), "width {width}: no stray bytes");
             assert_eq!(&got[..values.len()], &values[..], "width {width}");
             assert!(got[values.len()..].iter().all(|&v| v == 0), "zero padding");
-        }
-    }
-
-    #[test]
-    fn utf8_check_answers_as_the_standard_library() {
-        let ascii = "P0123456789,".repeat(20);
-        let accented = format!("{ascii}Saint-Étienne{ascii}");
-        let mut cases: Vec<Vec<u8>> = vec![
-            Vec::new(),
-            b"01".to_vec(),
-            ascii.clone().into_bytes(),
-            accented.clone().into_bytes(),
-            "é".repeat(40).into_bytes(),
-        ];
-        // a bad byte, a cut character and a lone continuation byte in the ASCII blocks, at
-        // a block boundary, after non-ASCII text and in the tail
-        for at in [
-            0,
-            5,
-            31,
-            32,
-            33,
-            64,
-            200,
-            ascii.len() + 3,
-            accented.len() - 1,
-        ] {
-            for bad in [&[0xff][..], &[0xc3][..], &[0x80][..]] {
-                let mut v = accented.clone().into_bytes();
-                v.splice(at..at, bad.iter().copied());
-                cases.push(v);
-            }
-        }
-        for v in cases {
-            let want = std::str::from_utf8(&v).map(|_| ());
-            assert_eq!(check_utf8(&v), want, "{v:?}");
         }
     }
 
