@@ -29,6 +29,7 @@ use rustc_hash::FxHashMap;
 
 use crate::columns::{Column, Values, text_entry};
 use crate::spill::{ArenaStore, SpillArena};
+use crate::validity;
 
 /// Rows of a data page at most.
 pub const PAGE_ROWS: usize = 20_000;
@@ -219,6 +220,32 @@ impl Dictionary {
         text.insert_unique(h, k, |&k| hash_bytes(entry(plain, starts, k)));
         k
     }
+
+    /// The indices of the non-null values of rows `a..b` of a numeric column (`key`: what
+    /// tells value `i` apart), into `idx`; new values are added PLAIN (`put`: the column's
+    /// physical type and values).
+    #[inline]
+    fn num_indices(
+        &mut self,
+        idx: &mut Vec<u32>,
+        put: (Phys, &Values),
+        valid: Option<&[u8]>,
+        a: usize,
+        b: usize,
+        key: impl Fn(usize) -> u128,
+    ) {
+        let Self {
+            plain, len, num, ..
+        } = self;
+        validity::for_each(valid, a, b, |i| {
+            let k = *num.entry(key(i)).or_insert_with(|| {
+                put_plain_num(plain, put.0, put.1, i);
+                *len += 1;
+                *len - 1
+            });
+            idx.push(k);
+        });
+    }
 }
 
 /// Text entry `k` of a dictionary's PLAIN bytes.
@@ -276,35 +303,34 @@ fn bit_width(max: u32) -> u8 {
     (32 - max.leading_zeros()) as u8
 }
 
-/// `values` as bit-packed runs of the RLE/bit-packed hybrid (padded to groups of eight).
+/// `values` (each below `1 << width`, `width` at most 32) as bit-packed runs of the
+/// RLE/bit-packed hybrid (padded with zeros to groups of eight).
 fn bit_pack(out: &mut Vec<u8>, values: &[u32], width: u8) {
+    let w = u32::from(width);
+    debug_assert!((1..=32).contains(&w));
+    debug_assert!(values.iter().all(|&v| u64::from(v) < 1u64 << w));
     for run in values.chunks(MAX_GROUPS_PER_RUN * 8) {
         let groups = run.len().div_ceil(8);
         varint(out, ((groups as u64) << 1) | 1);
-        let (mut acc, mut bits) = (0u64, 0u32);
+        // a group of eight values is `width` bytes; the padding is left zero
+        let start = out.len();
+        out.resize(start + groups * usize::from(width), 0);
+        let dst = &mut out[start..];
+        let (mut acc, mut bits, mut pos) = (0u64, 0u32, 0usize);
         for &v in run {
-            acc |= u64::from(v) << bits;
-            bits += u32::from(width);
-            while bits >= 8 {
-                out.push(acc as u8);
-                acc >>= 8;
-                bits -= 8;
+            let v = u64::from(v);
+            acc |= v << bits;
+            bits += w;
+            if bits >= 64 {
+                dst[pos..pos + 8].copy_from_slice(&acc.to_le_bytes());
+                pos += 8;
+                bits -= 64;
+                // the bits of `v` that did not fit (none when `bits` is 0: `v >> w` is 0)
+                acc = v >> (w - bits);
             }
         }
-        // padding values are zeros
-        let total_bits = groups * 8 * usize::from(width);
-        let written = run.len() * usize::from(width);
-        let mut pad = total_bits - written;
-        while pad > 0 {
-            let take = pad.min(8);
-            bits += take as u32;
-            pad -= take;
-            while bits >= 8 {
-                out.push(acc as u8);
-                acc >>= 8;
-                bits -= 8;
-            }
-        }
+        let rest = bits.div_ceil(8) as usize;
+        dst[pos..pos + rest].copy_from_slice(&acc.to_le_bytes()[..rest]);
     }
 }
 
@@ -314,12 +340,7 @@ fn encode_levels(out: &mut Vec<u8>, valid: Option<&[u8]>, a: usize, b: usize) ->
     let n = b - a;
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
-    let present = match valid {
-        None => n,
-        Some(bits) => (a..b)
-            .filter(|&i| bits[i / 8] & (1 << (i % 8)) != 0)
-            .count(),
-    };
+    let present = validity::count(valid, a, b);
     if present == n {
         // one run of ones
         varint(out, (n as u64) << 1);
@@ -329,28 +350,20 @@ fn encode_levels(out: &mut Vec<u8>, valid: Option<&[u8]>, a: usize, b: usize) ->
             let end = (start + MAX_GROUPS_PER_RUN * 8).min(b);
             let groups = (end - start).div_ceil(8);
             varint(out, ((groups as u64) << 1) | 1);
+            let first = out.len();
             if start % 8 == 0 {
-                let first = out.len();
-                out.extend_from_slice(&bits[start / 8..start / 8 + (end - start).div_ceil(8)]);
-                let tail = (end - start) % 8;
-                if tail != 0
-                    && let Some(last) = out.last_mut()
-                {
-                    *last &= (1u8 << tail) - 1;
-                }
-                debug_assert_eq!(out.len() - first, groups);
+                out.extend_from_slice(&bits[start / 8..start / 8 + groups]);
             } else {
-                for g in 0..groups {
-                    let mut byte = 0u8;
-                    for k in 0..8 {
-                        let i = start + g * 8 + k;
-                        if i < end && bits[i / 8] & (1 << (i % 8)) != 0 {
-                            byte |= 1 << k;
-                        }
-                    }
-                    out.push(byte);
-                }
+                out.extend((0..groups).map(|g| validity::byte_at(bits, start + g * 8)));
             }
+            // rows past `end` are not this run's
+            let tail = (end - start) % 8;
+            if tail != 0
+                && let Some(last) = out.last_mut()
+            {
+                *last &= (1u8 << tail) - 1;
+            }
+            debug_assert_eq!(out.len() - first, groups);
         }
     }
     let len = (out.len() - at - 4) as u32;
@@ -514,9 +527,9 @@ impl ChunkWriter {
     ) -> Result<()> {
         let mut body = std::mem::take(&mut comp.body);
         body.clear();
-        let valid = col.validity();
-        let present = encode_levels(&mut body, valid, a, b);
-        let is_valid = |i: usize| valid.is_none_or(|bits| bits[i / 8] & (1 << (i % 8)) != 0);
+        let present = encode_levels(&mut body, col.validity(), a, b);
+        // a page without nulls needs no bitmap
+        let valid = col.validity().filter(|_| present < b - a);
         if let Values::Text { offsets, data } = &col.values {
             // the last line of defence: no invalid text reaches a file
             let span = &data[offsets[a] as usize..offsets[b] as usize];
@@ -543,41 +556,37 @@ impl ChunkWriter {
             Some(d) if !self.fell_back && present > 0 => {
                 let idx = &mut comp.idx;
                 idx.clear();
-                let phys = self.phys;
+                idx.reserve(present);
+                let put = (self.phys, &col.values);
                 match &col.values {
                     Values::Text { offsets, data } => {
-                        for i in (a..b).filter(|&i| is_valid(i)) {
+                        validity::for_each(valid, a, b, |i| {
                             idx.push(d.text_index(text_entry(offsets, data, i as u32)));
-                        }
+                        });
                     }
                     Values::Dict { ids, offsets, data } => {
                         // each entry of the batch is looked up once
                         let map = &mut comp.map;
-                        for i in (a..b).filter(|&i| is_valid(i)) {
+                        validity::for_each(valid, a, b, |i| {
                             let j = ids[i] as usize;
                             if map[j] == u32::MAX {
                                 map[j] = d.text_index(text_entry(offsets, data, j as u32));
                             }
-                            let k = map[j];
-                            idx.push(k);
-                        }
+                            idx.push(map[j]);
+                        });
                     }
-                    values => {
-                        for i in (a..b).filter(|&i| is_valid(i)) {
-                            let key = num_key(values, i);
-                            let k = match d.num.get(&key) {
-                                Some(&k) => k,
-                                None => {
-                                    let k = d.len;
-                                    d.len += 1;
-                                    put_plain_num(&mut d.plain, phys, values, i);
-                                    d.num.insert(key, k);
-                                    k
-                                }
-                            };
-                            idx.push(k);
-                        }
+                    Values::I32(v) => {
+                        d.num_indices(idx, put, valid, a, b, |i| u128::from(v[i] as u32))
                     }
+                    Values::I64(v) => {
+                        d.num_indices(idx, put, valid, a, b, |i| u128::from(v[i] as u64))
+                    }
+                    Values::F64(v) => {
+                        d.num_indices(idx, put, valid, a, b, |i| u128::from(v[i].to_bits()))
+                    }
+                    Values::I128(v) => d.num_indices(idx, put, valid, a, b, |i| v[i] as u128),
+                    Values::Bool(v) => d.num_indices(idx, put, valid, a, b, |i| u128::from(v[i])),
+                    Values::Interned { .. } => unreachable!("localized before it is written"),
                 }
                 let width = bit_width(d.len.saturating_sub(1)).max(1);
                 body.push(width);
@@ -587,7 +596,7 @@ impl ChunkWriter {
                 Encoding::RLE_DICTIONARY
             }
             _ => {
-                self.put_plain(&mut body, col, a, b, present == b - a, &is_valid);
+                self.put_plain(&mut body, col, a, b, valid);
                 Encoding::PLAIN
             }
         };
@@ -607,49 +616,38 @@ impl ChunkWriter {
         Ok(())
     }
 
-    /// PLAIN values of the non-null rows of `a..b`, into `out` and the statistics.
+    /// PLAIN values of the non-null rows of `a..b` (`valid`: `None` when none is null), into
+    /// `out` and the statistics.
     fn put_plain(
         &mut self,
         out: &mut Vec<u8>,
         col: &Column,
         a: usize,
         b: usize,
-        no_nulls: bool,
-        is_valid: &impl Fn(usize) -> bool,
+        valid: Option<&[u8]>,
     ) {
         let range = &mut self.range;
-        // integers without nulls (ids, amounts, dates), as whole slices
-        if no_nulls && b > a {
-            match (&col.values, self.phys) {
-                (Values::I64(v), Phys::I64) => {
-                    return put_slice(out, range, &v[a..b], i64::to_le_bytes);
-                }
-                (Values::I32(v), Phys::I32) => {
-                    return put_slice(out, range, &v[a..b], i32::to_le_bytes);
-                }
-                _ => {}
-            }
-        }
         match (&col.values, self.phys) {
             (Values::Text { offsets, data }, _) => {
-                for i in (a..b).filter(|&i| is_valid(i)) {
+                out.reserve((b - a) * 4 + (offsets[b] - offsets[a]) as usize);
+                validity::for_each(valid, a, b, |i| {
                     let v = &data[offsets[i] as usize..offsets[i + 1] as usize];
                     out.extend_from_slice(&(v.len() as u32).to_le_bytes());
                     out.extend_from_slice(v);
                     range.bytes(v);
-                }
+                });
             }
             (Values::Dict { ids, offsets, data }, _) => {
-                for i in (a..b).filter(|&i| is_valid(i)) {
+                validity::for_each(valid, a, b, |i| {
                     let v = text_entry(offsets, data, ids[i]);
                     out.extend_from_slice(&(v.len() as u32).to_le_bytes());
                     out.extend_from_slice(v);
                     range.bytes(v);
-                }
+                });
             }
             (Values::Bool(v), _) => {
                 let (mut acc, mut bits) = (0u8, 0u32);
-                for i in (a..b).filter(|&i| is_valid(i)) {
+                validity::for_each(valid, a, b, |i| {
                     acc |= u8::from(v[i]) << bits;
                     bits += 1;
                     if bits == 8 {
@@ -657,23 +655,37 @@ impl ChunkWriter {
                         (acc, bits) = (0, 0);
                     }
                     range.boolean(v[i]);
-                }
+                });
                 if bits > 0 {
                     out.push(acc);
                 }
             }
             (Values::F64(v), _) => {
-                for i in (a..b).filter(|&i| is_valid(i)) {
+                out.reserve((b - a) * 8);
+                validity::for_each(valid, a, b, |i| {
                     out.extend_from_slice(&v[i].to_le_bytes());
                     range.float(v[i]);
-                }
+                });
             }
-            (values, phys) => {
-                for i in (a..b).filter(|&i| is_valid(i)) {
-                    put_plain_num(out, phys, values, i);
-                    range.int(int_value(values, i));
-                }
+            (Values::I32(v), Phys::I32) => {
+                put_ints(out, range, valid, &v[a..b], a, i32::to_le_bytes)
             }
+            (Values::I64(v), Phys::I32) => {
+                put_ints(out, range, valid, &v[a..b], a, |x| (x as i32).to_le_bytes())
+            }
+            (Values::I128(v), Phys::I32) => {
+                put_ints(out, range, valid, &v[a..b], a, |x| (x as i32).to_le_bytes())
+            }
+            (Values::I64(v), Phys::I64) => {
+                put_ints(out, range, valid, &v[a..b], a, i64::to_le_bytes)
+            }
+            (Values::I128(v), Phys::I64) => {
+                put_ints(out, range, valid, &v[a..b], a, |x| (x as i64).to_le_bytes())
+            }
+            (values, phys) => validity::for_each(valid, a, b, |i| {
+                put_plain_num(out, phys, values, i);
+                range.int(int_value(values, i));
+            }),
         }
     }
 
@@ -855,21 +867,6 @@ impl ChunkWriter {
     }
 }
 
-/// The dictionary key of value `i` of a numeric column.
-#[inline]
-fn num_key(values: &Values, i: usize) -> u128 {
-    match values {
-        Values::I32(v) => v[i] as u32 as u128,
-        Values::I64(v) => v[i] as u64 as u128,
-        Values::F64(v) => u128::from(v[i].to_bits()),
-        Values::I128(v) => v[i] as u128,
-        Values::Bool(v) => u128::from(v[i]),
-        Values::Text { .. } | Values::Interned { .. } | Values::Dict { .. } => {
-            unreachable!("text has its own dictionary")
-        }
-    }
-}
-
 /// Value `i` of an integer-like column (decimals unscaled).
 #[inline]
 fn int_value(values: &Values, i: usize) -> i128 {
@@ -881,16 +878,38 @@ fn int_value(values: &Values, i: usize) -> i128 {
     }
 }
 
-/// PLAIN bytes of integers without nulls, and their minimum and maximum into `range`.
-fn put_slice<T: Copy + Ord + Into<i128>, const N: usize>(
+/// PLAIN bytes of the non-null values of `v` (rows `first..`; `valid`: the column's bitmap,
+/// `None` when none of them is null), and their minimum and maximum into `range`.
+#[inline]
+fn put_ints<T: Copy + Ord + Into<i128>, const N: usize>(
     out: &mut Vec<u8>,
     range: &mut Range,
+    valid: Option<&[u8]>,
     v: &[T],
-    le: fn(T) -> [u8; N],
+    first: usize,
+    le: impl Fn(T) -> [u8; N],
 ) {
     out.reserve(v.len() * N);
-    v.iter().for_each(|&x| out.extend_from_slice(&le(x)));
-    if let (Some(&lo), Some(&hi)) = (v.iter().min(), v.iter().max()) {
+    let mut lo_hi: Option<(T, T)> = None;
+    match valid {
+        None => {
+            v.iter().for_each(|&x| out.extend_from_slice(&le(x)));
+            lo_hi = v
+                .iter()
+                .min()
+                .zip(v.iter().max())
+                .map(|(&lo, &hi)| (lo, hi));
+        }
+        Some(_) => validity::for_each(valid, first, first + v.len(), |i| {
+            let x = v[i - first];
+            out.extend_from_slice(&le(x));
+            lo_hi = Some(match lo_hi {
+                None => (x, x),
+                Some((lo, hi)) => (lo.min(x), hi.max(x)),
+            });
+        }),
+    }
+    if let Some((lo, hi)) = lo_hi {
         range.int(lo.into());
         range.int(hi.into());
     }
@@ -910,6 +929,175 @@ fn put_plain_num(out: &mut Vec<u8>, phys: Phys, values: &Values, i: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The encoders as they were before they were made to use fewer instructions: the output
+    // must not change by a byte.
+
+    /// `values` as bit-packed runs of the RLE/bit-packed hybrid (padded to groups of eight).
+    fn bit_pack_reference(out: &mut Vec<u8>, values: &[u32], width: u8) {
+        for run in values.chunks(MAX_GROUPS_PER_RUN * 8) {
+            let groups = run.len().div_ceil(8);
+            varint(out, ((groups as u64) << 1) | 1);
+            let (mut acc, mut bits) = (0u64, 0u32);
+            for &v in run {
+                acc |= u64::from(v) << bits;
+                bits += u32::from(width);
+                while bits >= 8 {
+                    out.push(acc as u8);
+                    acc >>= 8;
+                    bits -= 8;
+                }
+            }
+            // padding values are zeros
+            let total_bits = groups * 8 * usize::from(width);
+            let written = run.len() * usize::from(width);
+            let mut pad = total_bits - written;
+            while pad > 0 {
+                let take = pad.min(8);
+                bits += take as u32;
+                pad -= take;
+                while bits >= 8 {
+                    out.push(acc as u8);
+                    acc >>= 8;
+                    bits -= 8;
+                }
+            }
+        }
+    }
+
+    /// Definition levels of rows `a..b` (`valid`: the validity bitmap, `None` = no nulls), with
+    /// the four-byte length of a v1 page; returns how many are not null.
+    fn encode_levels_reference(
+        out: &mut Vec<u8>,
+        valid: Option<&[u8]>,
+        a: usize,
+        b: usize,
+    ) -> usize {
+        let n = b - a;
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let present = match valid {
+            None => n,
+            Some(bits) => (a..b)
+                .filter(|&i| bits[i / 8] & (1 << (i % 8)) != 0)
+                .count(),
+        };
+        if present == n {
+            // one run of ones
+            varint(out, (n as u64) << 1);
+            out.push(1);
+        } else if let Some(bits) = valid {
+            for start in (a..b).step_by(MAX_GROUPS_PER_RUN * 8) {
+                let end = (start + MAX_GROUPS_PER_RUN * 8).min(b);
+                let groups = (end - start).div_ceil(8);
+                varint(out, ((groups as u64) << 1) | 1);
+                if start % 8 == 0 {
+                    let first = out.len();
+                    out.extend_from_slice(&bits[start / 8..start / 8 + (end - start).div_ceil(8)]);
+                    let tail = (end - start) % 8;
+                    if tail != 0
+                        && let Some(last) = out.last_mut()
+                    {
+                        *last &= (1u8 << tail) - 1;
+                    }
+                    debug_assert_eq!(out.len() - first, groups);
+                } else {
+                    for g in 0..groups {
+                        let mut byte = 0u8;
+                        for k in 0..8 {
+                            let i = start + g * 8 + k;
+                            if i < end && bits[i / 8] & (1 << (i % 8)) != 0 {
+                                byte |= 1 << k;
+                            }
+                        }
+                        out.push(byte);
+                    }
+                }
+            }
+        }
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        present
+    }
+
+    /// A name and which rows are not null.
+    type Pattern = (&'static str, fn(usize) -> bool);
+
+    /// Validity bitmaps of `rows` rows: no nulls, all nulls, and nulls around word and byte
+    /// boundaries.
+    fn bitmaps(rows: usize) -> Vec<(&'static str, Vec<u8>)> {
+        let patterns: [Pattern; 8] = [
+            ("none null", |_| true),
+            ("all null", |_| false),
+            ("every third null", |i| i % 3 != 0),
+            ("null at 63", |i| i != 63),
+            ("null at 64", |i| i != 64),
+            ("null at 63..=65", |i| !(63..=65).contains(&i)),
+            ("only 65 present", |i| i == 65),
+            ("runs of 100", |i| (i / 100) % 2 == 0),
+        ];
+        patterns
+            .into_iter()
+            .map(|(name, p)| {
+                let mut bits = vec![0u8; rows.div_ceil(8)];
+                for i in (0..rows).filter(|&i| p(i)) {
+                    bits[i / 8] |= 1 << (i % 8);
+                }
+                (name, bits)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn definition_levels_are_byte_for_byte_as_before() {
+        let rows = 1200;
+        for (name, bits) in bitmaps(rows) {
+            for (a, b) in [
+                (0, rows),
+                (0, 63),
+                (0, 64),
+                (0, 65),
+                (1, 2),
+                (3, 700),
+                (63, 65),
+                (64, 1200),
+                (65, 1100),
+                (504, 1009),
+                (7, 511),
+            ] {
+                for valid in [Some(&bits[..]), None] {
+                    let (mut got, mut want) = (vec![9], vec![9]);
+                    let n = encode_levels(&mut got, valid, a, b);
+                    let m = encode_levels_reference(&mut want, valid, a, b);
+                    assert_eq!((n, &got), (m, &want), "{name}, rows {a}..{b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bit_packing_is_byte_for_byte_as_before() {
+        for width in 1..=32u8 {
+            let max = if width == 32 {
+                u32::MAX
+            } else {
+                (1 << width) - 1
+            };
+            for len in [1, 7, 8, 9, 63, 64, 65, 503, 504, 505, 1000, 1008, 2017] {
+                let values: Vec<u32> = (0..len as u32)
+                    .map(|i| match i % 4 {
+                        0 => max,
+                        1 => 0,
+                        _ => i.wrapping_mul(2_654_435_761) & max,
+                    })
+                    .collect();
+                let (mut got, mut want) = (vec![7], vec![7]);
+                bit_pack(&mut got, &values, width);
+                bit_pack_reference(&mut want, &values, width);
+                assert_eq!(got, want, "width {width}, {len} values");
+            }
+        }
+    }
 
     #[test]
     fn bit_packed_runs_round_trip() {

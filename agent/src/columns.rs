@@ -504,26 +504,27 @@ impl Column {
         let mut dict_offsets = vec![0i32];
         let mut dict = Vec::new();
         let mut used: Vec<u32> = Vec::new();
-        for (i, id) in ids.iter_mut().enumerate() {
-            if valid.is_some_and(|bits| bits[i / 8] & (1 << (i % 8)) == 0) {
-                *id = 0;
-                continue;
-            }
-            let k = if *id & PRIVATE != 0 {
-                dict.extend_from_slice(text_entry(offsets, data, *id & !PRIVATE));
+        let mut local = |id: u32| {
+            if id & PRIVATE != 0 {
+                dict.extend_from_slice(text_entry(offsets, data, id & !PRIVATE));
                 dict_offsets.push(dict.len() as i32);
-                (dict_offsets.len() - 2) as u32
-            } else {
-                let slot = &mut seen[*id as usize];
-                if *slot == u32::MAX {
-                    dict.extend_from_slice(interner.get(*id));
-                    dict_offsets.push(dict.len() as i32);
-                    *slot = (dict_offsets.len() - 2) as u32;
-                    used.push(*id);
-                }
-                *slot
-            };
-            *id = k;
+                return (dict_offsets.len() - 2) as u32;
+            }
+            let slot = &mut seen[id as usize];
+            if *slot == u32::MAX {
+                dict.extend_from_slice(interner.get(id));
+                dict_offsets.push(dict.len() as i32);
+                *slot = (dict_offsets.len() - 2) as u32;
+                used.push(id);
+            }
+            *slot
+        };
+        // 64 rows at a time, a word of the validity bitmap each (nulls become 0)
+        for (w, rows) in ids.chunks_mut(64).enumerate() {
+            let present = valid.map_or(u64::MAX, |bits| crate::validity::word(bits, w));
+            for (j, id) in rows.iter_mut().enumerate() {
+                *id = if present >> j & 1 != 0 { local(*id) } else { 0 };
+            }
         }
         for g in used {
             seen[g as usize] = u32::MAX;

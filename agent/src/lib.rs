@@ -35,5 +35,6 @@ pub mod sqs;
 pub mod status;
 pub mod tokenize;
 pub mod upload;
+pub mod validity;
 pub mod watch;
 pub mod writer;

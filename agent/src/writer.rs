@@ -1056,6 +1056,80 @@ mod tests {
     }
 
     #[test]
+    fn nulls_around_the_words_the_encoder_reads_come_back_in_every_column() {
+        // The encoder reads validity 64 rows at a time: pages without nulls, nulls at rows 63,
+        // 64 and 65, a whole word of nulls, a page of nulls only, every other row null, and
+        // text pages cut by size at rows that are not on a byte.
+        let types = [
+            ColumnType::Int,
+            ColumnType::BigInt,
+            ColumnType::Double,
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2,
+            },
+            ColumnType::Decimal {
+                precision: 30,
+                scale: 4,
+            },
+            ColumnType::Boolean,
+            ColumnType::String,
+            ColumnType::String,
+        ];
+        let null = |batch: usize, i: usize| match batch {
+            0 => false,
+            1 => matches!(i, 63..=65 | 127..=129 | 192..=255 | 299),
+            2 => true,
+            _ => i % 2 == 1 || i == 64,
+        };
+        let cols: Vec<(String, ColumnType, String)> = types
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (format!("c{i}"), t, format!("C{i}")))
+            .collect();
+        let schema = body_schema(&cols);
+        let mut batches = Vec::new();
+        let mut all = BatchBuilder::new(&types);
+        for (bi, rows) in [300usize, 300, 100, 301].into_iter().enumerate() {
+            let mut b = BatchBuilder::new(&types);
+            for i in 0..rows {
+                let n = (i as i64 * 7919) % 1000 - 500;
+                for t in [&mut b, &mut all] {
+                    if null(bi, i) {
+                        t.cols
+                            .iter_mut()
+                            .for_each(crate::columns::Column::push_null);
+                    } else {
+                        t.cols[0].push_i64(n);
+                        t.cols[1].push_i64(n * 1_000_000_007);
+                        t.cols[2].push_f64(n as f64 / 4.0);
+                        t.cols[3].push_i128(i128::from(n) * 100 + 5);
+                        t.cols[4].push_i128(i128::from(n) * 10_i128.pow(20));
+                        t.cols[5].push_bool(n % 3 == 0);
+                        t.cols[6].push_text(["01", "2A", "976", "é"][i % 4].as_bytes());
+                        t.cols[7]
+                            .push_text(format!("{i:04}{}", "x".repeat(900 + i % 300)).as_bytes());
+                    }
+                    t.rows += 1;
+                }
+            }
+            batches.push(b);
+        }
+        let want = all.finish(&schema).unwrap();
+        for dictionary in [true, false] {
+            let (got, _) = round_trip(&types, &mut batches, dictionary, Compression::Zstd(3));
+            assert_eq!(got.num_rows(), want.num_rows());
+            for c in 0..types.len() {
+                assert_eq!(
+                    got.column(c).as_ref(),
+                    want.column(c).as_ref(),
+                    "column {c}, dictionary {dictionary}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn an_empty_partition_is_a_typed_file_without_row_groups() {
         let types = [ColumnType::String, ColumnType::Date];
         let (got, meta) = round_trip(&types, &mut [], true, Compression::Zstd(3));
