@@ -121,6 +121,16 @@ impl Column {
         }
     }
 
+    /// A column holding nothing and allocating nothing, to stand in for one moved away for a
+    /// moment.
+    pub fn placeholder() -> Self {
+        Self {
+            ty: ColumnType::Boolean,
+            values: Values::Bool(Vec::new()),
+            nulls: NullBufferBuilder::new(0),
+        }
+    }
+
     /// A `string` column whose values go through an [`Interner`] ([`Column::push_interned`]).
     pub fn interned() -> Self {
         Self {

@@ -39,11 +39,13 @@ use crate::parse::{self, Numeric};
 use crate::pii::{self, PseudonymKey};
 use crate::readahead::ReadAhead;
 use crate::spill::{RowSpill, SpillArena};
-use crate::tokenize::{Record, TokenizeError, Tokenizer};
+use crate::tokenize::{Block, Record, TokenizeError, Tokenizer};
 use crate::writer::{
     EncodeError, Encoder, PartitionWriter, TableWriterSettings, WrittenFile, is_big,
     opens_row_group, partition_dir, plain_columns, sync_files, writer_properties,
 };
+
+mod columnar;
 
 /// How many located errors a report lists (the counts cover all of them).
 pub const MAX_REPORTED_ERRORS: usize = 100;
@@ -62,6 +64,13 @@ pub struct ConvertOptions {
     pub memory_budget_bytes: usize,
     /// Called with raw bytes read so far, from the converting thread.
     pub progress: Option<Box<dyn Fn(u64) + Send>>,
+    /// Records read at a time, and whether a block of them is parsed a column at a time (else
+    /// record by record, the path that also reports errors). For tests: the output is the same
+    /// either way.
+    #[doc(hidden)]
+    pub block_rows: usize,
+    #[doc(hidden)]
+    pub columnar: bool,
 }
 
 impl ConvertOptions {
@@ -74,6 +83,8 @@ impl ConvertOptions {
             threads: 1,
             memory_budget_bytes: 64 * 1024 * 1024,
             progress: None,
+            block_rows: columnar::BLOCK_ROWS,
+            columnar: true,
         }
     }
 }
@@ -624,15 +635,33 @@ impl Router {
     /// every [`CHECK_ROWS`] rows, looks at the buffers.
     #[inline]
     fn row_added(&mut self, i: usize, bytes: usize) -> Result<(), ConvertError> {
+        self.rows_added(i, 1, bytes);
+        self.since_check += 1;
+        if self.since_check >= CHECK_ROWS {
+            self.check()?;
+        }
+        Ok(())
+    }
+
+    /// Counts `rows` complete rows appended to partition `i`'s buffer (`bytes` against the
+    /// budget), without looking at the buffers: [`Router::rows_counted`] does once every
+    /// partition's rows are counted.
+    #[inline]
+    fn rows_added(&mut self, i: usize, rows: usize, bytes: usize) {
         let p = &mut self.parts[i];
-        p.buf.rows += 1;
+        p.buf.rows += rows;
         p.bytes += bytes;
         self.held += bytes;
         if !self.marks[i] {
             self.marks[i] = true;
             self.touched.push(i);
         }
-        self.since_check += 1;
+    }
+
+    /// After [`Router::rows_added`] of `rows` rows in all: every [`CHECK_ROWS`] rows, looks at
+    /// the buffers.
+    fn rows_counted(&mut self, rows: usize) -> Result<(), ConvertError> {
+        self.since_check += rows as u32;
         if self.since_check >= CHECK_ROWS {
             self.check()?;
         }
@@ -839,7 +868,6 @@ fn run(
         };
 
     // Header (or the first record of a headerless file).
-    let mut record = Record::new();
     let mut first = Record::new();
     let has_first = loop {
         match rdr.read_record(&mut first) {
@@ -979,11 +1007,6 @@ fn run(
         interners,
         seen: Vec::new(),
     };
-    let mut router = router;
-    // Partitions by key, and by folder (two keys can name one folder).
-    let mut index: FxHashMap<Box<[u8]>, usize> = FxHashMap::default();
-    let mut dirs: FxHashMap<String, usize> = FxHashMap::default();
-    let mut nparts = 0usize;
     // Partition keys: which planned field each derives from.
     let part_plans: Vec<usize> = contract
         .partition_by
@@ -1001,6 +1024,7 @@ fn run(
     for (slot, &pi) in part_src.iter().enumerate() {
         plans[pi].part_slot = Some(slot);
     }
+    let plans = plans;
     let fast: Vec<Fast> = plans
         .iter()
         .map(|p| {
@@ -1012,32 +1036,16 @@ fn run(
             )
         })
         .collect();
-
-    let quarantine = contract.on_error == OnError::QuarantineRows;
-    let mut rejects: Option<(csv::Writer<File>, PathBuf)> = None;
-    let numeric = Numeric {
-        decimal: csv_cfg.decimal,
-        thousands: csv_cfg.thousands,
-    };
-    let ctx = RowContext {
-        trim_strings: csv_cfg.trim_strings,
-        key: opts.key.as_ref(),
-    };
-    let mut key_buf: Vec<u8> = Vec::with_capacity(32);
-    let mut last_key: Vec<u8> = Vec::with_capacity(32);
-    let mut last_part = usize::MAX;
     // When every key derives from one date or timestamp column (year/month/day of it), the
     // partition of a row depends on its day alone: a table by day skips the calendar arithmetic
     // and the key lookup for most rows.
-    let mut day_parts: Option<DayParts> = (part_src.len() == 1
+    let day_parts: Option<DayParts> = (part_src.len() == 1
         && contract
             .partition_by
             .iter()
             .all(|s| s.transform != Transform::Identity))
     .then(|| DayParts::new(plans[part_src[0]].ty == ColumnType::Timestamp));
-    let mut pvals: Vec<Val> = vec![Val::Null; part_src.len()];
-    let mut scratch = Vec::new();
-    let mut date_caches: Vec<DateCache> = plans
+    let date_caches: Vec<DateCache> = plans
         .iter()
         .map(|p| {
             if p.ty == ColumnType::Date {
@@ -1047,263 +1055,95 @@ fn run(
             }
         })
         .collect();
-    let mut text_buf = String::with_capacity(128);
-    let mut rows_read: u64 = 0;
-    let mut rows_written: u64 = 0;
-    let mut rows_rejected: u64 = 0;
-    let mut doomed = false; // reject_file after the first error: keep counting, stop writing
+    let mut parser = Parser {
+        contract,
+        plans: &plans,
+        pvals: vec![Val::Null; part_src.len()],
+        fast,
+        part_src,
+        part_plans,
+        width,
+        delimiter: decoded.delimiter,
+        check_utf8: decoded.check_utf8,
+        numeric: Numeric {
+            decimal: csv_cfg.decimal,
+            thousands: csv_cfg.thousands,
+        },
+        ctx: RowContext {
+            trim_strings: csv_cfg.trim_strings,
+            key: opts.key.as_ref(),
+        },
+        fixed_row_bytes,
+        quarantine: contract.on_error == OnError::QuarantineRows,
+        staging,
+        headers: &headers,
+        line_offset,
+        errors,
+        rows_read: 0,
+        rows_written: 0,
+        rows_rejected: 0,
+        doomed: false,
+        scratch: Vec::new(),
+        date_caches,
+        text_buf: String::with_capacity(128),
+        key_buf: Vec::with_capacity(32),
+        last_key: Vec::with_capacity(32),
+        last_part: usize::MAX,
+        index: FxHashMap::default(),
+        dirs: FxHashMap::default(),
+        nparts: 0,
+        day_parts,
+        router,
+        rejects: None,
+        columnar: columnar::Scratch::default(),
+    };
+    let quarantine = parser.quarantine;
+
+    // Records come a block at a time, and a block goes through column by column when it can
+    // (see `columnar`); else, and with footer rows to hold back, record by record.
     let mut footer: VecDeque<Record> = VecDeque::new();
     let footer_n = csv_cfg.skip_footer_rows as usize;
-    let mut pending_first = if csv_cfg.header {
-        None
-    } else {
-        Some(first.clone())
-    };
-    let mut last_progress = 0u64;
-
-    loop {
-        // Next record: the headerless first record, then the stream, delayed by the footer.
-        let got = if let Some(f) = pending_first.take() {
-            record = f;
-            true
-        } else {
-            match rdr.read_record(&mut record) {
-                Ok(g) => g,
-                Err(e) => {
-                    errors.push(csv_error(&e, line_offset));
-                    return Err(reject(
-                        errors,
-                        "unreadable".into(),
-                        rows_read,
-                        rows_rejected,
-                    ));
-                }
-            }
+    let mut row_by_row = |parser: &mut Parser, record: &Record| -> Result<(), ConvertError> {
+        if footer_n == 0 {
+            return parser.row(record);
+        }
+        // Footer lines are counted as exported, blank-looking ones included.
+        footer.push_back(record.clone());
+        if footer.len() <= footer_n {
+            return Ok(());
+        }
+        let Some(r) = footer.pop_front() else {
+            unreachable!("len > n >= 1")
         };
-        if !got {
-            break;
-        }
-        if footer_n > 0 {
-            // Footer lines are counted as exported, blank-looking ones included.
-            footer.push_back(record.clone());
-            if footer.len() <= footer_n {
-                continue;
+        parser.row(&r)
+    };
+    if !csv_cfg.header {
+        row_by_row(&mut parser, &first)?;
+    }
+    let mut block = Block::new(width, decoded.delimiter);
+    let mut last_progress = 0u64;
+    loop {
+        match rdr.read_block(&mut block, opts.block_rows.max(1), columnar::BLOCK_BYTES) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                parser.errors.push(csv_error(&e, line_offset));
+                let (read, rejected) = (parser.rows_read, parser.rows_rejected);
+                return Err(reject(parser.errors, "unreadable".into(), read, rejected));
             }
-            let Some(r) = footer.pop_front() else {
-                unreachable!("len > n >= 1")
-            };
-            record = r;
         }
-        if is_blank(&record) {
-            continue;
+        if let Some(odd) = block.odd() {
+            row_by_row(&mut parser, odd)?;
+        } else if footer_n > 0 || !opts.columnar || !parser.block(&block)? {
+            for i in 0..block.len() {
+                row_by_row(&mut parser, &block.record(i))?;
+            }
         }
-        rows_read += 1;
-        if let Some(p) = &opts.progress
-            && rows_read & 0x3fff == 0
-        {
+        if let Some(p) = &opts.progress {
             let b = decoded.bytes_read.load(Ordering::Relaxed);
-            if b != last_progress {
+            if b >> 22 != last_progress >> 22 {
                 p(b);
                 last_progress = b;
-            }
-        }
-        let line = record.line() + line_offset;
-
-        // Shape.
-        let before = errors.total;
-        if record.len() != width {
-            let hint = if record.len() < width {
-                " (a record split by an unquoted line break, or missing fields)"
-            } else {
-                " (an unquoted delimiter inside a value, or extra fields)"
-            };
-            errors.push(RowError {
-                line,
-                column: None,
-                source_header: None,
-                field: None,
-                value: Some(show_record(&record, decoded.delimiter)),
-                reason: format!("expected {width} fields, found {}{hint}", record.len()),
-            });
-        } else {
-            // Pass-through UTF-8 is checked once per record; only a bad record is checked
-            // field by field, to say which value is wrong.
-            let check_fields = decoded.check_utf8
-                && !record.known_utf8()
-                && std::str::from_utf8(record.as_slice()).is_err();
-            let mut field_error = |p: &FieldPlan, raw: &[u8], reason: String| {
-                errors.push(RowError {
-                    line,
-                    column: Some(p.name.clone()),
-                    source_header: Some(p.header.clone()),
-                    field: Some(p.src + 1),
-                    value: Some(show_value(raw)),
-                    reason,
-                });
-            };
-            // Partition sources first: they choose the buffer.
-            let mut bad = false;
-            for (slot, &pi) in part_src.iter().enumerate() {
-                let p = &plans[pi];
-                let raw = &record[p.src];
-                pvals[slot] = match parse_value(
-                    p,
-                    raw,
-                    numeric,
-                    check_fields,
-                    &mut scratch,
-                    &mut date_caches[pi],
-                ) {
-                    Ok(v) => v,
-                    Err(reason) => {
-                        field_error(p, raw, reason);
-                        bad = true;
-                        Val::Null
-                    }
-                };
-            }
-            let pi = if bad || doomed {
-                None
-            } else if part_plans.is_empty() {
-                if nparts == 0 {
-                    router.add_part(Arc::from(""), Vec::new());
-                    nparts = 1;
-                }
-                Some(0)
-            } else if let Some(i) = day_parts.as_ref().and_then(|c| match pvals[0] {
-                Val::Int(x) => c.get(x),
-                _ => None,
-            }) {
-                Some(i)
-            } else {
-                key_buf.clear();
-                for (k, spec) in contract.partition_by.iter().enumerate() {
-                    let p = &plans[part_plans[k]];
-                    let slot = p.part_slot.unwrap_or_else(|| unreachable!("planned"));
-                    push_partition_key(&mut key_buf, spec.transform, p.ty, pvals[slot], &record);
-                }
-                if key_buf == last_key && last_part != usize::MAX {
-                    Some(last_part)
-                } else {
-                    let i = match index.get(key_buf.as_slice()) {
-                        Some(&i) => i,
-                        None => {
-                            let mut dir = String::new();
-                            let mut values = Vec::new();
-                            for (k, spec) in contract.partition_by.iter().enumerate() {
-                                let p = &plans[part_plans[k]];
-                                let slot = p.part_slot.unwrap_or_else(|| unreachable!("planned"));
-                                let mut v = String::new();
-                                push_partition_value(
-                                    &mut v,
-                                    spec.transform,
-                                    p.ty,
-                                    pvals[slot],
-                                    &record,
-                                );
-                                if k > 0 {
-                                    dir.push('/');
-                                }
-                                dir.push_str(&spec.name);
-                                dir.push('=');
-                                dir.push_str(&v);
-                                values.push((spec.name.clone(), v));
-                            }
-                            // Two keys can name one folder (a value spelled like the null
-                            // folder): they share its buffer.
-                            let i = match dirs.get(dir.as_str()) {
-                                Some(&i) => i,
-                                None => {
-                                    let i = router.add_part(Arc::from(dir.as_str()), values);
-                                    nparts += 1;
-                                    dirs.insert(dir, i);
-                                    i
-                                }
-                            };
-                            index.insert(key_buf.clone().into_boxed_slice(), i);
-                            i
-                        }
-                    };
-                    last_key.clone_from(&key_buf);
-                    last_part = i;
-                    if let (Some(c), Val::Int(x)) = (day_parts.as_mut(), pvals[0]) {
-                        c.set(x, i);
-                    }
-                    Some(i)
-                }
-            };
-            // Every value, into the partition's buffer (or a scratch row when the row cannot
-            // be written anyway).
-            let mut target = pi.map(|i| router.buf(i));
-            let mut text = 0usize;
-            for (pi, p) in plans.iter().enumerate() {
-                let raw = &record[p.src];
-                // The common cases straight into the column; anything else (nulls other than
-                // empty, pseudonyms, unusual notation, errors) by the general rules below.
-                if !bad
-                    && let Some((t, interners)) = target.as_mut()
-                    && let Some(n) =
-                        fast_append(&fast[pi], raw, &record, check_fields, t, interners)
-                {
-                    text += n;
-                    continue;
-                }
-                let v = match p.part_slot {
-                    Some(slot) => pvals[slot],
-                    None => match parse_value(
-                        p,
-                        raw,
-                        numeric,
-                        check_fields,
-                        &mut scratch,
-                        &mut date_caches[pi],
-                    ) {
-                        Ok(v) => v,
-                        Err(reason) => {
-                            field_error(p, raw, reason);
-                            bad = true;
-                            continue;
-                        }
-                    },
-                };
-                if let Some(bi) = p.body
-                    && !bad
-                    && let Some((t, _)) = target.as_mut()
-                {
-                    text += append_value(&mut t.cols[bi], p, v, raw, &record, &ctx, &mut text_buf);
-                }
-            }
-            match (pi, bad) {
-                (Some(i), false) => {
-                    rows_written += 1;
-                    router.row_added(i, fixed_row_bytes + text)?;
-                }
-                _ => {
-                    if let Some((t, _)) = target {
-                        t.rollback();
-                    }
-                }
-            }
-        }
-        if errors.total > before {
-            rows_rejected += 1;
-            if quarantine {
-                let reason = errors
-                    .list
-                    .last()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
-                write_reject(
-                    &mut rejects,
-                    staging,
-                    &headers,
-                    csv_cfg.header,
-                    &record,
-                    line,
-                    &reason,
-                )?;
-            } else {
-                doomed = true;
             }
         }
     }
@@ -1311,6 +1151,16 @@ fn run(
         p(decoded.bytes_read.load(Ordering::Relaxed));
     }
     drop(rdr);
+    let Parser {
+        errors,
+        rows_read,
+        rows_written,
+        rows_rejected,
+        router,
+        rejects,
+        nparts,
+        ..
+    } = parser;
 
     // Policy.
     if errors.total > 0 && !quarantine {
@@ -1411,6 +1261,309 @@ fn run(
         rejects_file,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What every record of an export goes through once the header is read: the plans of its fields,
+/// the partitions found so far, the buffers they fill (in the [`Router`]) and the errors.
+struct Parser<'a> {
+    contract: &'a Contract,
+    plans: &'a [FieldPlan],
+    fast: Vec<Fast<'a>>,
+    /// The planned fields partition keys derive from (each once, in plan order; a field's
+    /// `part_slot` is its place here), and the field of each key.
+    part_src: Vec<usize>,
+    part_plans: Vec<usize>,
+    /// Fields a record must have.
+    width: usize,
+    delimiter: u8,
+    /// Whether the decoder passes bytes through unchecked (UTF-8 is then checked here).
+    check_utf8: bool,
+    numeric: Numeric,
+    ctx: RowContext<'a>,
+    /// What a row costs in the buffers besides its text.
+    fixed_row_bytes: usize,
+    quarantine: bool,
+    staging: &'a Path,
+    headers: &'a [String],
+    line_offset: u64,
+    errors: Errors,
+    rows_read: u64,
+    rows_written: u64,
+    rows_rejected: u64,
+    /// `reject_file` after the first error: keep counting, stop writing.
+    doomed: bool,
+    /// The values of the partition sources of the record at hand, by slot.
+    pvals: Vec<Val>,
+    scratch: Vec<u8>,
+    date_caches: Vec<DateCache>,
+    text_buf: String,
+    key_buf: Vec<u8>,
+    last_key: Vec<u8>,
+    last_part: usize,
+    /// Partitions by key, and by folder (two keys can name one folder).
+    index: FxHashMap<Box<[u8]>, usize>,
+    dirs: FxHashMap<String, usize>,
+    nparts: usize,
+    day_parts: Option<DayParts>,
+    router: Router,
+    rejects: Option<(csv::Writer<File>, PathBuf)>,
+    columnar: columnar::Scratch,
+}
+
+impl Parser<'_> {
+    /// One record, unless it is blank.
+    fn row(&mut self, record: &Record) -> Result<(), ConvertError> {
+        if is_blank(record) {
+            return Ok(());
+        }
+        self.rows_read += 1;
+        self.record(record)
+    }
+
+    /// The partition of a record whose partition sources are parsed into `pvals` (added when
+    /// new); `field` gives the record's fields.
+    fn partition<'r>(&mut self, field: impl Fn(usize) -> &'r [u8]) -> usize {
+        if self.part_plans.is_empty() {
+            if self.nparts == 0 {
+                self.router.add_part(Arc::from(""), Vec::new());
+                self.nparts = 1;
+            }
+            return 0;
+        }
+        if let Some(i) = self.day_parts.as_ref().and_then(|c| match self.pvals[0] {
+            Val::Int(x) => c.get(x),
+            _ => None,
+        }) {
+            return i;
+        }
+        let contract = self.contract;
+        self.key_buf.clear();
+        for (k, spec) in contract.partition_by.iter().enumerate() {
+            let p = &self.plans[self.part_plans[k]];
+            let slot = p.part_slot.unwrap_or_else(|| unreachable!("planned"));
+            push_partition_key(
+                &mut self.key_buf,
+                spec.transform,
+                p.ty,
+                self.pvals[slot],
+                &field,
+            );
+        }
+        if self.key_buf == self.last_key && self.last_part != usize::MAX {
+            return self.last_part;
+        }
+        let i = match self.index.get(self.key_buf.as_slice()) {
+            Some(&i) => i,
+            None => {
+                let mut dir = String::new();
+                let mut values = Vec::new();
+                for (k, spec) in contract.partition_by.iter().enumerate() {
+                    let p = &self.plans[self.part_plans[k]];
+                    let slot = p.part_slot.unwrap_or_else(|| unreachable!("planned"));
+                    let mut v = String::new();
+                    push_partition_value(&mut v, spec.transform, p.ty, self.pvals[slot], &field);
+                    if k > 0 {
+                        dir.push('/');
+                    }
+                    dir.push_str(&spec.name);
+                    dir.push('=');
+                    dir.push_str(&v);
+                    values.push((spec.name.clone(), v));
+                }
+                // Two keys can name one folder (a value spelled like the null folder): they
+                // share its buffer.
+                let i = match self.dirs.get(dir.as_str()) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.router.add_part(Arc::from(dir.as_str()), values);
+                        self.nparts += 1;
+                        self.dirs.insert(dir, i);
+                        i
+                    }
+                };
+                self.index
+                    .insert(self.key_buf.clone().into_boxed_slice(), i);
+                i
+            }
+        };
+        self.last_key.clone_from(&self.key_buf);
+        self.last_part = i;
+        if let (Some(c), Val::Int(x)) = (self.day_parts.as_mut(), self.pvals[0]) {
+            c.set(x, i);
+        }
+        i
+    }
+
+    /// One record that is not blank, counted as read: parsed into its partition's buffer, or
+    /// its errors recorded (and the record quarantined or the file doomed).
+    fn record(&mut self, record: &Record) -> Result<(), ConvertError> {
+        let line = record.line() + self.line_offset;
+        let plans = self.plans;
+
+        // Shape.
+        let before = self.errors.total;
+        if record.len() != self.width {
+            let width = self.width;
+            let hint = if record.len() < width {
+                " (a record split by an unquoted line break, or missing fields)"
+            } else {
+                " (an unquoted delimiter inside a value, or extra fields)"
+            };
+            self.errors.push(RowError {
+                line,
+                column: None,
+                source_header: None,
+                field: None,
+                value: Some(show_record(record, self.delimiter)),
+                reason: format!("expected {width} fields, found {}{hint}", record.len()),
+            });
+        } else {
+            // Pass-through UTF-8 is checked once per record; only a bad record is checked
+            // field by field, to say which value is wrong.
+            let check_fields = self.check_utf8
+                && !record.known_utf8()
+                && std::str::from_utf8(record.as_slice()).is_err();
+            let errors = &mut self.errors;
+            let mut field_error = |p: &FieldPlan, raw: &[u8], reason: String| {
+                errors.push(RowError {
+                    line,
+                    column: Some(p.name.clone()),
+                    source_header: Some(p.header.clone()),
+                    field: Some(p.src + 1),
+                    value: Some(show_value(raw)),
+                    reason,
+                });
+            };
+            // Partition sources first: they choose the buffer.
+            let mut bad = false;
+            for (slot, &pi) in self.part_src.iter().enumerate() {
+                let p = &plans[pi];
+                let raw = &record[p.src];
+                self.pvals[slot] = match parse_value(
+                    p,
+                    raw,
+                    self.numeric,
+                    check_fields,
+                    &mut self.scratch,
+                    &mut self.date_caches[pi],
+                ) {
+                    Ok(v) => v,
+                    Err(reason) => {
+                        field_error(p, raw, reason);
+                        bad = true;
+                        Val::Null
+                    }
+                };
+            }
+            let pi = if bad || self.doomed {
+                None
+            } else {
+                Some(self.partition(|i| &record[i]))
+            };
+            // Every value, into the partition's buffer (or nowhere when the row cannot be
+            // written anyway).
+            let errors = &mut self.errors;
+            let mut field_error = |p: &FieldPlan, raw: &[u8], reason: String| {
+                errors.push(RowError {
+                    line,
+                    column: Some(p.name.clone()),
+                    source_header: Some(p.header.clone()),
+                    field: Some(p.src + 1),
+                    value: Some(show_value(raw)),
+                    reason,
+                });
+            };
+            let mut target = pi.map(|i| self.router.buf(i));
+            let base = record.padded();
+            let mut text = 0usize;
+            for (fi, p) in plans.iter().enumerate() {
+                let raw = &record[p.src];
+                // The common cases straight into the column; anything else (nulls other than
+                // empty, pseudonyms, unusual notation, errors) by the general rules below.
+                if !bad
+                    && !check_fields
+                    && let Some(bi) = self.fast[fi].body()
+                    && let Some((t, interners)) = target.as_mut()
+                    && let Some(n) = fast_append(
+                        &self.fast[fi],
+                        base,
+                        raw,
+                        &mut t.cols[bi],
+                        interners[bi].as_mut(),
+                    )
+                {
+                    text += n;
+                    continue;
+                }
+                let v = match p.part_slot {
+                    Some(slot) => self.pvals[slot],
+                    None => match parse_value(
+                        p,
+                        raw,
+                        self.numeric,
+                        check_fields,
+                        &mut self.scratch,
+                        &mut self.date_caches[fi],
+                    ) {
+                        Ok(v) => v,
+                        Err(reason) => {
+                            field_error(p, raw, reason);
+                            bad = true;
+                            continue;
+                        }
+                    },
+                };
+                if let Some(bi) = p.body
+                    && !bad
+                    && let Some((t, _)) = target.as_mut()
+                {
+                    text += append_value(
+                        &mut t.cols[bi],
+                        p,
+                        v,
+                        raw,
+                        base,
+                        &self.ctx,
+                        &mut self.text_buf,
+                    );
+                }
+            }
+            match (pi, bad) {
+                (Some(i), false) => {
+                    self.rows_written += 1;
+                    self.router.row_added(i, self.fixed_row_bytes + text)?;
+                }
+                _ => {
+                    if let Some((t, _)) = target {
+                        t.rollback();
+                    }
+                }
+            }
+        }
+        if self.errors.total > before {
+            self.rows_rejected += 1;
+            if self.quarantine {
+                let reason = self
+                    .errors
+                    .list
+                    .last()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                write_reject(
+                    &mut self.rejects,
+                    self.staging,
+                    self.headers,
+                    self.contract.csv.header,
+                    record,
+                    line,
+                    &reason,
+                )?;
+            } else {
+                self.doomed = true;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Discovery mode: nothing is converted; a contract is inferred from every row and written
@@ -1782,6 +1935,17 @@ enum Fast<'a> {
 }
 
 impl<'a> Fast<'a> {
+    /// The body column of a field that is not [`Fast::General`].
+    fn body(&self) -> Option<usize> {
+        match *self {
+            Fast::General => None,
+            Fast::Text { bi, .. }
+            | Fast::Int { bi, .. }
+            | Fast::Decimal { bi, .. }
+            | Fast::Date { bi, .. } => Some(bi),
+        }
+    }
+
     fn of(p: &'a FieldPlan, no_thousands: bool, decimal: u8, trim: bool) -> Self {
         let Some(bi) = p.body else {
             return Self::General;
@@ -1821,49 +1985,43 @@ impl<'a> Fast<'a> {
     }
 }
 
-/// Appends the value of `raw` to its body column in `t` when the field is [`Fast`] and the
-/// value of a common shape (see [`parse::fast_int`], [`parse::fast_decimal`],
-/// [`DateFormat::parse_fixed_date`]); returns the text bytes added, or `None` (nothing
-/// appended) to leave the value to [`parse_value`].
+/// Appends the value of `raw` to its body column `col` (whose interner is `interner`, if it
+/// has one) when the field is [`Fast`] and the value of a common shape (see
+/// [`parse::fast_int`], [`parse::fast_decimal`], [`DateFormat::parse_fixed_date`]); returns
+/// the text bytes added, or `None` (nothing appended) to leave the value to [`parse_value`].
+/// `raw` lies in `base`, with 16 readable bytes after its start.
 #[inline(always)]
 fn fast_append(
     f: &Fast<'_>,
+    base: &[u8],
     raw: &[u8],
-    record: &Record,
-    check_utf8: bool,
-    t: &mut BatchBuilder,
-    interners: &mut [Option<Interner>],
+    col: &mut Column,
+    interner: Option<&mut Interner>,
 ) -> Option<usize> {
     // An empty value (after trimming) is null when the contract says so, else an error or an
     // empty text, which the general path tells apart.
     macro_rules! value {
-        ($bi:expr, $empty_null:expr) => {{
+        ($empty_null:expr) => {{
             let v = parse::trim(raw);
             if v.is_empty() {
                 if !$empty_null {
                     return None;
                 }
-                t.cols[$bi].push_null();
+                col.push_null();
                 return Some(0);
             }
-            (v, &mut t.cols[$bi])
+            v
         }};
     }
     match *f {
         Fast::General => None,
         Fast::Text {
-            bi,
-            trim,
-            empty_null,
+            trim, empty_null, ..
         } => {
-            if check_utf8 {
-                return None;
-            }
-            let (v, col) = value!(bi, empty_null);
+            let v = value!(empty_null);
             let s = if trim { trim_trimmed(v) } else { raw };
-            let base = record.padded();
             let start = s.as_ptr() as usize - base.as_ptr() as usize;
-            if let Some(i) = interners[bi].as_mut()
+            if let Some(i) = interner
                 && matches!(col.values, Values::Interned { .. })
             {
                 return Some(col.push_interned(i, base, start, start + s.len()));
@@ -1872,11 +2030,9 @@ fn fast_append(
             Some(s.len())
         }
         Fast::Int {
-            bi,
-            wide,
-            empty_null,
+            wide, empty_null, ..
         } => {
-            let (v, col) = value!(bi, empty_null);
+            let v = value!(empty_null);
             let x = parse::fast_int(v)?;
             if !wide && (x < i32::MIN as i64 || x > i32::MAX as i64) {
                 return None;
@@ -1885,22 +2041,20 @@ fn fast_append(
             Some(0)
         }
         Fast::Decimal {
-            bi,
             decimal,
             precision,
             scale,
             empty_null,
+            ..
         } => {
-            let (v, col) = value!(bi, empty_null);
+            let v = value!(empty_null);
             col.push_i128(parse::fast_decimal(v, decimal, precision, scale)?);
             Some(0)
         }
         Fast::Date {
-            bi,
-            format,
-            empty_null,
+            format, empty_null, ..
         } => {
-            let (v, col) = value!(bi, empty_null);
+            let v = value!(empty_null);
             col.push_i64(format.parse_fixed_date(v)? as i64);
             Some(0)
         }
@@ -1938,7 +2092,7 @@ fn append_value(
     p: &FieldPlan,
     v: Val,
     raw: &[u8],
-    record: &Record,
+    base: &[u8],
     ctx: &RowContext<'_>,
     text_buf: &mut String,
 ) -> usize {
@@ -1996,7 +2150,6 @@ fn append_value(
                 }
                 _ => {
                     // `s` lies inside the record's buffer: copy it from there
-                    let base = record.padded();
                     let start = s.as_ptr() as usize - base.as_ptr() as usize;
                     col.push_text_within(base, start, start + s.len());
                     s.len()
@@ -2008,7 +2161,13 @@ fn append_value(
 
 /// Appends the binary partition key of one value to `buf` (what tells partitions apart; the
 /// folder name is made once per partition by [`push_partition_value`]).
-fn push_partition_key(buf: &mut Vec<u8>, t: Transform, ty: ColumnType, v: Val, record: &Record) {
+fn push_partition_key<'r>(
+    buf: &mut Vec<u8>,
+    t: Transform,
+    ty: ColumnType,
+    v: Val,
+    field: &impl Fn(usize) -> &'r [u8],
+) {
     let days = |x: i64| {
         if ty == ColumnType::Timestamp {
             x.div_euclid(86_400_000) as i32
@@ -2020,7 +2179,7 @@ fn push_partition_key(buf: &mut Vec<u8>, t: Transform, ty: ColumnType, v: Val, r
         (_, Val::Null) => buf.push(0),
         (Transform::Identity, Val::Str(i)) => {
             // the same text as the folder name: see push_partition_value
-            let s = std::str::from_utf8(&record[i])
+            let s = std::str::from_utf8(field(i))
                 .unwrap_or_default()
                 .trim()
                 .as_bytes();
@@ -2058,7 +2217,13 @@ fn push_two(buf: &mut String, v: u32) {
     buf.push((b'0' + (v % 10) as u8) as char);
 }
 
-fn push_partition_value(buf: &mut String, t: Transform, ty: ColumnType, v: Val, record: &Record) {
+fn push_partition_value<'r>(
+    buf: &mut String,
+    t: Transform,
+    ty: ColumnType,
+    v: Val,
+    field: &impl Fn(usize) -> &'r [u8],
+) {
     let days = |x: i64| {
         if ty == ColumnType::Timestamp {
             x.div_euclid(86_400_000) as i32
@@ -2069,7 +2234,7 @@ fn push_partition_value(buf: &mut String, t: Transform, ty: ColumnType, v: Val, 
     match (t, v) {
         (_, Val::Null) => buf.push_str(names::HIVE_DEFAULT_PARTITION),
         (Transform::Identity, Val::Str(i)) => {
-            let s = std::str::from_utf8(&record[i]).unwrap_or_default();
+            let s = std::str::from_utf8(field(i)).unwrap_or_default();
             let s = s.trim();
             buf.push_str(&names::escape_partition_value(s));
         }

@@ -109,6 +109,118 @@ impl std::ops::Index<usize> for Record {
     }
 }
 
+/// Records of one width read together by [`Tokenizer::read_block`], stored a column at a time:
+/// the values of each field one after another, so that a caller going through the records a
+/// column at a time reads only the bytes of that column, in order.
+#[derive(Debug)]
+pub struct Block {
+    width: usize,
+    delimiter: u8,
+    cols: Vec<BlockColumn>,
+    lines: Vec<u64>,
+    utf8: Vec<bool>,
+    /// Bytes of the records as exported.
+    raw_bytes: usize,
+    /// A record of another width (a broken export, or a blank line), alone in its block.
+    odd: Record,
+    has_odd: bool,
+}
+
+#[derive(Debug, Default)]
+struct BlockColumn {
+    /// The values, then [`RECORD_PADDING`] zeros.
+    data: Vec<u8>,
+    /// Value `i` is `data[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+}
+
+impl Block {
+    /// A block for records of `width` fields (the header's), read with `delimiter`.
+    pub fn new(width: usize, delimiter: u8) -> Self {
+        Self {
+            width,
+            delimiter,
+            cols: (0..width).map(|_| BlockColumn::default()).collect(),
+            lines: Vec::new(),
+            utf8: Vec::new(),
+            raw_bytes: 0,
+            odd: Record::new(),
+            has_odd: false,
+        }
+    }
+
+    /// Number of records of the block's width.
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    fn clear(&mut self) {
+        for c in &mut self.cols {
+            c.data.clear();
+            c.starts.clear();
+            c.starts.push(0);
+        }
+        self.lines.clear();
+        self.utf8.clear();
+        self.raw_bytes = 0;
+        self.has_odd = false;
+    }
+
+    /// The values of field `j` of every record (`starts` holds one more entry than there are
+    /// records), in a buffer with [`RECORD_PADDING`] readable bytes after its last value.
+    #[inline]
+    pub fn column(&self, j: usize) -> (&[u8], &[u32]) {
+        let c = &self.cols[j];
+        (&c.data, &c.starts)
+    }
+
+    /// Field `j` of record `i`.
+    pub fn field(&self, i: usize, j: usize) -> &[u8] {
+        let c = &self.cols[j];
+        &c.data[c.starts[i] as usize..c.starts[i + 1] as usize]
+    }
+
+    /// 1-based line of record `i`'s first byte.
+    pub fn line(&self, i: usize) -> u64 {
+        self.lines[i]
+    }
+
+    /// Whether every record is known to be UTF-8 (see [`Record::known_utf8`]).
+    pub fn known_utf8(&self) -> bool {
+        self.utf8.iter().all(|&u| u)
+    }
+
+    /// Record `i` on its own: its fields joined by the delimiter (so that `as_slice` is valid
+    /// UTF-8 exactly when the record is).
+    pub fn record(&self, i: usize) -> Record {
+        let mut rec = Record::new();
+        for (j, c) in self.cols.iter().enumerate() {
+            if j > 0 {
+                rec.buf.push(self.delimiter);
+            }
+            let a = rec.buf.len() as u32;
+            rec.buf
+                .extend_from_slice(&c.data[c.starts[i] as usize..c.starts[i + 1] as usize]);
+            rec.bounds.push((a, rec.buf.len() as u32));
+        }
+        rec.used = rec.buf.len();
+        rec.buf.extend_from_slice(&[0; RECORD_PADDING]);
+        rec.line = self.lines[i];
+        rec.utf8 = self.utf8[i];
+        rec
+    }
+
+    /// The record of another width that ended the block, if that is what was read (the block
+    /// then holds no other record).
+    pub fn odd(&self) -> Option<&Record> {
+        self.has_odd.then_some(&self.odd)
+    }
+}
+
 /// A failure to read the next record, with the line it starts on.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
@@ -153,6 +265,19 @@ pub struct Tokenizer<R> {
     utf8_to: usize,
     /// Whether unquoted fields are found with AVX2 ([`avx2::usable`]); the scalar path else.
     avx2: bool,
+    /// An error met by [`Tokenizer::read_block`] after the records it returned, for the next
+    /// call.
+    pending: Option<TokenizeError>,
+    /// The field bounds of the record being read.
+    bounds: Vec<(u32, u32)>,
+}
+
+/// A record parsed at `Tokenizer::pos`: its raw bytes end at `end`, the next record may start
+/// at `next`, and `newlines` lie in between.
+struct NextRecord {
+    end: usize,
+    next: usize,
+    newlines: u64,
 }
 
 /// How far the parse of a record got.
@@ -368,6 +493,8 @@ impl<R: Read> Tokenizer<R> {
             check_utf8: false,
             utf8_to: 0,
             avx2: avx2::usable(delim, quote),
+            pending: None,
+            bounds: Vec::new(),
         }
     }
 
@@ -439,6 +566,98 @@ impl<R: Read> Tokenizer<R> {
 
     /// Reads the next record into `rec`; false at end of input.
     pub fn read_record(&mut self, rec: &mut Record) -> Result<bool, TokenizeError> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        let mut bounds = std::mem::take(&mut self.bounds);
+        let got = self.parse_next(&mut bounds);
+        if let Ok(Some(next)) = &got {
+            self.copy_record(rec, &bounds, next);
+            (rec.line, rec.utf8) = self.consume(next);
+        }
+        self.bounds = bounds;
+        Ok(got?.is_some())
+    }
+
+    /// Reads the next records of the block's width into `block` (emptied first), at most
+    /// `max_records` and no more once they hold `max_bytes`; false at end of input. A record of
+    /// another width ends the block: it is the block's [`Block::odd`] record when it comes first,
+    /// else the first record of the next block. An error after some records is returned by the
+    /// next call, so that the records before it are handled first.
+    pub fn read_block(
+        &mut self,
+        block: &mut Block,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<bool, TokenizeError> {
+        block.clear();
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        debug_assert!(max_bytes <= MAX_RECORD_BYTES);
+        let mut bounds = std::mem::take(&mut self.bounds);
+        let result = loop {
+            if block.len() >= max_records || block.raw_bytes >= max_bytes {
+                break Ok(true);
+            }
+            let next = match self.parse_next(&mut bounds) {
+                Ok(Some(next)) => next,
+                Ok(None) => break Ok(!block.is_empty()),
+                Err(e) if block.is_empty() => break Err(e),
+                Err(e) => {
+                    self.pending = Some(e);
+                    break Ok(true);
+                }
+            };
+            if bounds.len() != block.width {
+                if block.is_empty() {
+                    self.copy_record(&mut block.odd, &bounds, &next);
+                    (block.odd.line, block.odd.utf8) = self.consume(&next);
+                    block.has_odd = true;
+                }
+                // else left unread, for the next block
+                break Ok(true);
+            }
+            let start = self.pos;
+            for (c, &(a, b)) in block.cols.iter_mut().zip(&bounds) {
+                let (a, b) = (a as usize, b as usize);
+                if a & EXTRA as usize != 0 {
+                    let x = a & !(EXTRA as usize);
+                    let y = b & !(EXTRA as usize);
+                    c.data.extend_from_slice(&self.extra[x..y]);
+                } else if let Some(w) = self.buf.get(start + a..start + a + 16)
+                    && b - a <= 16
+                {
+                    // most values are short: one fixed-size move, then the length
+                    let old = c.data.len();
+                    c.data.extend_from_slice(w);
+                    c.data.truncate(old + b - a);
+                } else {
+                    c.data.extend_from_slice(&self.buf[start + a..start + b]);
+                }
+                // 32-bit offsets: a block holds less than `max_bytes` and one record of at
+                // most MAX_RECORD_BYTES (twice that with its unescaped copies)
+                c.starts.push(c.data.len() as u32);
+            }
+            block.raw_bytes += next.end - start;
+            let (line, utf8) = self.consume(&next);
+            block.lines.push(line);
+            block.utf8.push(utf8);
+        };
+        self.bounds = bounds;
+        for c in &mut block.cols {
+            c.data.extend_from_slice(&[0; RECORD_PADDING]);
+        }
+        result
+    }
+
+    /// Parses the next record (after blank lines) without consuming it: its fields' bounds in
+    /// `bounds` (relative to `self.pos`, or marked [`EXTRA`] in `self.extra`); None at end of
+    /// input.
+    fn parse_next(
+        &mut self,
+        bounds: &mut Vec<(u32, u32)>,
+    ) -> Result<Option<NextRecord>, TokenizeError> {
         loop {
             // Empty lines.
             while self.pos < self.end {
@@ -455,39 +674,21 @@ impl<R: Read> Tokenizer<R> {
                 if self.refill()? {
                     continue;
                 }
-                return Ok(false);
+                return Ok(None);
             }
-            rec.bounds.clear();
+            bounds.clear();
             self.extra.clear();
-            match self.parse(rec) {
+            match self.parse(bounds, 0) {
                 Parsed::Done {
                     end,
                     next,
                     newlines,
                 } => {
-                    let start = self.pos;
-                    rec.buf.clear();
-                    rec.buf.extend_from_slice(&self.buf[start..end]);
-                    if !self.extra.is_empty() {
-                        let base = (end - start) as u32;
-                        rec.buf.extend_from_slice(&self.extra);
-                        for b in &mut rec.bounds {
-                            if b.0 & EXTRA != 0 {
-                                *b = ((b.0 & !EXTRA) + base, (b.1 & !EXTRA) + base);
-                            }
-                        }
-                    }
-                    rec.used = rec.buf.len();
-                    rec.buf.extend_from_slice(&[0; RECORD_PADDING]);
-                    rec.line = self.line;
-                    rec.utf8 = self.check_utf8 && end <= self.utf8_to;
-                    self.line += newlines;
-                    self.pos = next;
-                    if self.check_utf8 && self.utf8_to < self.pos {
-                        // past a bad byte: check again from here
-                        self.advance_utf8();
-                    }
-                    return Ok(true);
+                    return Ok(Some(NextRecord {
+                        end,
+                        next,
+                        newlines,
+                    }));
                 }
                 Parsed::Unclosed { field } => {
                     return Err(TokenizeError::Unclosed {
@@ -505,9 +706,42 @@ impl<R: Read> Tokenizer<R> {
         }
     }
 
-    /// Parses the record at `self.pos` (not a line break) into `rec.bounds` (relative to
-    /// `self.pos`) and `self.extra`.
-    fn parse(&mut self, rec: &mut Record) -> Parsed {
+    /// The record [`Tokenizer::parse_next`] found, into `rec` (line and UTF-8 flag aside).
+    fn copy_record(&self, rec: &mut Record, bounds: &[(u32, u32)], next: &NextRecord) {
+        let start = self.pos;
+        rec.buf.clear();
+        rec.buf.extend_from_slice(&self.buf[start..next.end]);
+        let base = (next.end - start) as u32;
+        rec.buf.extend_from_slice(&self.extra);
+        rec.bounds.clear();
+        rec.bounds.extend(bounds.iter().map(|&(a, b)| {
+            if a & EXTRA != 0 {
+                ((a & !EXTRA) + base, (b & !EXTRA) + base)
+            } else {
+                (a, b)
+            }
+        }));
+        rec.used = rec.buf.len();
+        rec.buf.extend_from_slice(&[0; RECORD_PADDING]);
+    }
+
+    /// Moves past the record [`Tokenizer::parse_next`] found; returns its line and whether it is
+    /// known to be UTF-8.
+    fn consume(&mut self, next: &NextRecord) -> (u64, bool) {
+        let line = self.line;
+        let utf8 = self.check_utf8 && next.end <= self.utf8_to;
+        self.line += next.newlines;
+        self.pos = next.next;
+        if self.check_utf8 && self.utf8_to < self.pos {
+            // past a bad byte: check again from here
+            self.advance_utf8();
+        }
+        (line, utf8)
+    }
+
+    /// Parses the record at `self.pos` (not a line break) into `bounds` after its first `first`
+    /// entries (relative to `self.pos`) and `self.extra`.
+    fn parse(&mut self, bounds: &mut Vec<(u32, u32)>, first: usize) -> Parsed {
         let (d, q) = (self.delim, self.quote);
         let start = self.pos;
         let buf = &self.buf[..self.end];
@@ -524,7 +758,7 @@ impl<R: Read> Tokenizer<R> {
                     return Parsed::NeedMore;
                 }
                 // the record ended with a delimiter: one last empty field
-                rec.bounds.push((rel(i), rel(i)));
+                bounds.push((rel(i), rel(i)));
                 return Parsed::Done {
                     end: i,
                     next: i,
@@ -565,7 +799,7 @@ impl<R: Read> Tokenizer<R> {
                     // one value of this record (rows silently swallowed), so it is an error
                     let _ = escaped;
                     return Parsed::Unclosed {
-                        field: rec.bounds.len() + 1,
+                        field: bounds.len() - first + 1,
                     };
                 };
                 // After the closing quote: a delimiter, a line break, the end, or more text
@@ -582,7 +816,7 @@ impl<R: Read> Tokenizer<R> {
                 };
                 if tail_end == after {
                     push_quoted(
-                        rec,
+                        bounds,
                         extra,
                         q,
                         &buf[content..close],
@@ -595,12 +829,12 @@ impl<R: Read> Tokenizer<R> {
                     let a = extra.len() as u32;
                     unescape_into(extra, &buf[content..close], q);
                     extra.extend_from_slice(&buf[after..tail_end]);
-                    rec.bounds.push((a | EXTRA, extra.len() as u32 | EXTRA));
+                    bounds.push((a | EXTRA, extra.len() as u32 | EXTRA));
                 }
                 tail_end
             } else {
                 let scanned = if use_avx2 {
-                    avx2::scan(buf, start, i, d, q, &mut rec.bounds)
+                    avx2::scan(buf, start, i, d, q, bounds)
                 } else {
                     None
                 };
@@ -619,14 +853,14 @@ impl<R: Read> Tokenizer<R> {
                     Some(stop) => stop,
                     None => match find3(&buf[i..], d, b'\n', b'\r') {
                         Some(k) => {
-                            rec.bounds.push((rel(i), rel(i + k)));
+                            bounds.push((rel(i), rel(i + k)));
                             i + k
                         }
                         None => {
                             if !eof {
                                 return Parsed::NeedMore;
                             }
-                            rec.bounds.push((rel(i), rel(buf.len())));
+                            bounds.push((rel(i), rel(buf.len())));
                             buf.len()
                         }
                     },
@@ -671,7 +905,7 @@ impl<R: Read> Tokenizer<R> {
 /// Bounds of a quoted field's content: in place when it has no doubled quotes, else its
 /// unescaped copy in the extra area.
 fn push_quoted(
-    rec: &mut Record,
+    bounds: &mut Vec<(u32, u32)>,
     extra: &mut Vec<u8>,
     q: u8,
     content: &[u8],
@@ -682,9 +916,9 @@ fn push_quoted(
     if escaped {
         let s = extra.len() as u32;
         unescape_into(extra, content, q);
-        rec.bounds.push((s | EXTRA, extra.len() as u32 | EXTRA));
+        bounds.push((s | EXTRA, extra.len() as u32 | EXTRA));
     } else {
-        rec.bounds.push((a, b));
+        bounds.push((a, b));
     }
 }
 
@@ -852,6 +1086,119 @@ mod tests {
             check(&input, b',');
             check(&input, b';');
         }
+    }
+
+    /// The records of `input` read a block at a time (blocks for `width` fields, at most
+    /// `max` records each), as (line, fields), and whether an unclosed quote ended it.
+    fn by_blocks(input: &[u8], d: u8, chunk: usize, width: usize, max: usize) -> (Lines, bool) {
+        let mut t = Tokenizer::new(input, d, b'"');
+        t.buf = vec![0; chunk];
+        let mut block = Block::new(width, d);
+        let mut out = Vec::new();
+        loop {
+            match t.read_block(&mut block, max, 1 << 20) {
+                Ok(true) => {}
+                Ok(false) => return (out, false),
+                Err(TokenizeError::Unclosed { .. }) => return (out, true),
+                Err(e) => panic!("{e}"),
+            }
+            match block.odd() {
+                Some(rec) => {
+                    assert!(block.is_empty(), "an odd record is alone in its block");
+                    assert_ne!(rec.len(), width);
+                    out.push((rec.line(), rec.iter().map(|f| f.to_vec()).collect()));
+                }
+                None => {
+                    assert!(!block.is_empty() && block.len() <= max);
+                    for i in 0..block.len() {
+                        let rec = block.record(i);
+                        assert_eq!(rec.line(), block.line(i));
+                        let fields: Vec<Vec<u8>> = (0..width)
+                            .map(|j| {
+                                let (bytes, starts) = block.column(j);
+                                assert_eq!(
+                                    block.field(i, j),
+                                    &bytes[starts[i] as usize..starts[i + 1] as usize]
+                                );
+                                // 16 readable bytes after every value
+                                assert!(bytes.len() >= starts[i] as usize + RECORD_PADDING);
+                                block.field(i, j).to_vec()
+                            })
+                            .collect();
+                        assert_eq!(rec.iter().map(|f| f.to_vec()).collect::<Vec<_>>(), fields);
+                        out.push((rec.line(), fields));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_hold_the_records_read_one_at_a_time() {
+        let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let alphabet: &[u8] = b"ab,,,\"\r\n\n \xc3\xa9x1";
+        let mut inputs: Vec<Vec<u8>> = vec![
+            b"a,b,c\n1,2,3\n4,5\n\n6,7,8,9\n\"x\ny\",\"q\"\"r\",z\n".to_vec(),
+            b"a,b\n".repeat(40),
+            b"".to_vec(),
+        ];
+        for _ in 0..600 {
+            let len = (next() % 60) as usize;
+            inputs.push(
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect(),
+            );
+        }
+        for (k, input) in inputs.iter().enumerate() {
+            // (every tokenizer allocates its CHUNK buffer: the large one on some inputs only)
+            let chunks: &[usize] = if k % 16 == 0 {
+                &[1, 3, 64, CHUNK]
+            } else {
+                &[1, 3, 64]
+            };
+            for &chunk in chunks {
+                let want = ours(input, b',', chunk);
+                for width in [1, 2, 3] {
+                    for max in [1, 2, 5, 1000] {
+                        assert_eq!(
+                            by_blocks(input, b',', chunk, width, max),
+                            want,
+                            "input {:?}, chunk {chunk}, width {width}, max {max}",
+                            String::from_utf8_lossy(input)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_block_stops_before_an_error_which_the_next_read_returns() {
+        let input = b"a,b\n1,2\n3,\"unclosed\n";
+        let mut t = Tokenizer::new(&input[..], b',', b'"');
+        let mut block = Block::new(2, b',');
+        assert!(t.read_block(&mut block, 100, 1 << 20).unwrap());
+        assert_eq!((block.len(), block.field(1, 1)), (2, &b"2"[..]));
+        match t.read_block(&mut block, 100, 1 << 20) {
+            Err(TokenizeError::Unclosed { line: 3, field: 2 }) => {}
+            other => panic!("{other:?}"),
+        }
+        // a block's size in bytes is bounded too
+        let input = b"a,b\n".repeat(100);
+        let mut t = Tokenizer::new(&input[..], b',', b'"');
+        assert!(t.read_block(&mut block, 1000, 10).unwrap());
+        assert_eq!(
+            block.len(),
+            4,
+            "stops once it holds 10 bytes (records of 3)"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod agent_process;
 mod changes;
 mod cli;
+mod columnar;
 mod convert;
 mod corpus;
 mod crash;
