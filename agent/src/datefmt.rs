@@ -30,6 +30,20 @@ struct Fixed {
     lit_mask: u128,
     lit_bits: u128,
     digit_mask: u128,
+    /// The common ten-byte layouts, parsed with their positions known at compile time.
+    shape: Shape,
+}
+
+/// Ten-byte date layouts with two one-byte separators (`%Y-%m-%d`, `%d/%m/%Y`, `%m/%d/%Y`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Year, month, day.
+    Ymd(u8, u8),
+    /// Day, month, year.
+    Dmy(u8, u8),
+    /// Month, day, year.
+    Mdy(u8, u8),
+    Other,
 }
 
 /// `b` in every byte of a word.
@@ -71,15 +85,23 @@ impl Fixed {
         } else {
             (1u128 << (8 * pos)) - 1
         };
+        let (year, month, day) = (year?, month?, day?);
+        let shape = match (pos, year, month, day, lits.as_slice()) {
+            (10, 0, 5, 8, &[(4, a), (7, b)]) => Shape::Ymd(a, b),
+            (10, 6, 3, 0, &[(2, a), (5, b)]) => Shape::Dmy(a, b),
+            (10, 6, 0, 3, &[(2, a), (5, b)]) => Shape::Mdy(a, b),
+            _ => Shape::Other,
+        };
         Some(Self {
             len: pos,
-            year: year?,
-            month: month?,
-            day: day?,
+            year,
+            month,
+            day,
             lits,
             lit_mask,
             lit_bits,
             digit_mask: all & !lit_mask,
+            shape,
         })
     }
 
@@ -87,6 +109,14 @@ impl Fixed {
     fn parse(&self, s: &[u8]) -> Option<Option<i32>> {
         if s.len() != self.len {
             return None;
+        }
+        if let Ok(t) = <&[u8; 10]>::try_from(s) {
+            match self.shape {
+                Shape::Ymd(a, b) => return Some(ten::<0, 5, 8, 4, 7>(t, a, b)),
+                Shape::Dmy(a, b) => return Some(ten::<6, 3, 0, 2, 5>(t, a, b)),
+                Shape::Mdy(a, b) => return Some(ten::<6, 0, 3, 2, 5>(t, a, b)),
+                Shape::Other => {}
+            }
         }
         if !(8..=16).contains(&s.len()) {
             return Some(self.parse_bytes(s));
@@ -140,6 +170,37 @@ impl Fixed {
             num(self.day, 2)?,
         )
     }
+}
+
+/// A ten-byte date whose year, month and day start at `Y`, `M` and `D`, with the separators
+/// `a` at `A` and `b` at `B`: every byte checked at once, as one word.
+#[inline(always)]
+fn ten<const Y: usize, const M: usize, const D: usize, const A: usize, const B: usize>(
+    s: &[u8; 10],
+    a: u8,
+    b: u8,
+) -> Option<i32> {
+    let digits: u128 = 0xFFFF_FFFF << (8 * Y) | 0xFFFF << (8 * M) | 0xFFFF << (8 * D);
+    let mut w = [0u8; 16];
+    w[..10].copy_from_slice(s);
+    let w = u128::from_le_bytes(w);
+    // a digit is 0x30..=0x39: high nibble 3, and still 3 after adding 6 (no carry crosses a
+    // byte once the high nibble is 3)
+    let x = w & digits;
+    if (s[A] != a)
+        | (s[B] != b)
+        | (x & bytes(0xF0) != bytes(0x30) & digits)
+        | ((x + (bytes(6) & digits)) & bytes(0xF0) != bytes(0x30) & digits)
+    {
+        return None;
+    }
+    let v = x - (bytes(b'0') & digits);
+    let d = |i: usize| (v >> (8 * i)) as u32 & 0xFF;
+    days_from_civil(
+        (d(Y) * 1000 + d(Y + 1) * 100 + d(Y + 2) * 10 + d(Y + 3)) as i32,
+        d(M) * 10 + d(M + 1),
+        d(D) * 10 + d(D + 1),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -666,11 +727,19 @@ mod tests {
             "%m/%d/%Y",
             "%Y%m%d",
             "%d.%m.%Y",
+            "%Y/%m/%d",
             "%Y--%m--%d--",
             "%Y---%m---%d---",
         ] {
             let fmt = DateFormat::compile(f, false).unwrap();
-            assert!(fmt.fixed.is_some(), "{f} has a fixed layout");
+            let Some(fixed) = &fmt.fixed else {
+                panic!("{f} has a fixed layout")
+            };
+            assert_eq!(
+                fixed.shape == Shape::Other,
+                fixed.len != 10,
+                "{f}: ten-byte layouts have their own path"
+            );
             for v in &values {
                 let general = fmt
                     .parse_parts(v.as_bytes())

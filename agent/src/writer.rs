@@ -843,6 +843,55 @@ mod tests {
     }
 
     #[test]
+    fn index_pages_that_do_not_compress_are_stored_and_read_back() {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::Int32Type;
+        // indices into 300 values in no order: zstd cannot shrink their pages; one column
+        // of few values in runs, which it can
+        let types = [ColumnType::String, ColumnType::Int];
+        let mut b = BatchBuilder::new(&types);
+        let mut b2 = BatchBuilder::new(&types);
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut want = Vec::new();
+        for i in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = format!("v{:03}", x % 300);
+            for b in [&mut b, &mut b2] {
+                b.cols[0].push_text(v.as_bytes());
+                b.cols[1].push_i64(i / 5_000);
+                b.rows += 1;
+            }
+            want.push(v);
+        }
+        let (got, meta) = round_trip(&types, &mut [b], true, Compression::Zstd(3));
+        let text = got.column(0).as_string::<i32>();
+        let runs = got.column(1).as_primitive::<Int32Type>();
+        for (i, v) in want.iter().enumerate() {
+            assert_eq!(text.value(i), v, "row {i}");
+            assert_eq!(i64::from(runs.value(i)), i as i64 / 5_000);
+        }
+        // pages of indices: the first compressed to see, the others stored in frames of raw
+        // blocks (which zstd's own compressor never heads with an 8-byte size)
+        let (bytes, _) = write_partition(&types, &mut [b2], true, Compression::Zstd(3));
+        let stored = bytes
+            .windows(5)
+            .filter(|w| *w == [0x28, 0xB5, 0x2F, 0xFD, 0b1110_0000])
+            .count();
+        let index_pages = PAGES.with(|p| {
+            p.borrow()
+                .iter()
+                .filter(|&&(c, _, e)| c == 0 && e == parquet::basic::Encoding::RLE_DICTIONARY)
+                .count()
+        });
+        assert!(index_pages >= 5, "{index_pages}");
+        assert_eq!(stored, index_pages - 1);
+        let runs = meta.row_group(0).column(1);
+        assert!(runs.compressed_size() < runs.uncompressed_size() / 4);
+    }
+
+    #[test]
     fn chunks_read_back_exactly_with_their_statistics() {
         use arrow_array::cast::AsArray;
         use arrow_array::types::{Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type};

@@ -29,15 +29,21 @@ pub const BLOCK_BYTES: usize = 4 * 1024 * 1024;
 /// What a block's passes keep between them (reused from block to block).
 #[derive(Default)]
 pub struct Scratch {
-    /// The partition of each record.
+    /// The partition of each record, and its place in `touched`.
     parts: Vec<u32>,
+    slots: Vec<u32>,
     /// The partition source values of each record, `slots` per record.
     pvals: Vec<Val>,
-    /// Per partition: records of this block, and the text bytes they add.
+    /// Per partition: records of this block, the text bytes they add, and its place in
+    /// `touched`.
     counts: Vec<usize>,
     bytes: Vec<usize>,
+    slot: Vec<u32>,
     /// Partitions with records in this block, in order of first appearance.
     touched: Vec<usize>,
+    /// During a pass, the column of each partition of `touched`, moved here side by side: a
+    /// value is appended without going through its partition's buffer to its column.
+    dense: Vec<Column>,
 }
 
 impl Parser<'_> {
@@ -92,13 +98,27 @@ impl Parser<'_> {
         let plans = self.plans;
         let n = block.len();
         self.columnar.parts.clear();
+        self.columnar.slots.clear();
         self.columnar.pvals.clear();
         for r in 0..n {
             for (slot, &pi) in self.part_src.iter().enumerate() {
                 let p = &plans[pi];
+                let raw = block.field(r, p.src);
+                // a date in its first format, when that has a fixed layout (what parse_value
+                // finds first, without its cache)
+                if p.ty == ColumnType::Date
+                    && p.only_empty_null
+                    && let Some(f) = p.formats.first()
+                    && let t = parse::trim(raw)
+                    && !t.is_empty()
+                    && let Some(days) = f.parse_fixed_date(t)
+                {
+                    self.pvals[slot] = Val::Int(days.into());
+                    continue;
+                }
                 match parse_value(
                     p,
-                    block.field(r, p.src),
+                    raw,
                     self.numeric,
                     false,
                     &mut self.scratch,
@@ -114,12 +134,15 @@ impl Parser<'_> {
             if sc.counts.len() <= i {
                 sc.counts.resize(i + 1, 0);
                 sc.bytes.resize(i + 1, 0);
+                sc.slot.resize(i + 1, 0);
             }
             if sc.counts[i] == 0 {
+                sc.slot[i] = sc.touched.len() as u32;
                 sc.touched.push(i);
             }
             sc.counts[i] += 1;
             sc.parts.push(i as u32);
+            sc.slots.push(sc.slot[i]);
         }
         true
     }
@@ -132,28 +155,55 @@ impl Parser<'_> {
         let slots = self.part_src.len();
         let sc = &mut self.columnar;
         let body = p.body;
-        // The general rules for one value (returns false when it does not parse).
-        macro_rules! general {
-            ($r:expr, $raw:expr) => {{
-                let v = match p.part_slot {
-                    Some(slot) => sc.pvals[$r * slots + slot],
-                    None => match parse_value(
+        let Some(bi) = body else {
+            // not written (a dropped column): only checked
+            for r in 0..block.len() {
+                if p.part_slot.is_none()
+                    && parse_value(
                         p,
-                        $raw,
+                        &bytes[starts[r] as usize..starts[r + 1] as usize],
                         self.numeric,
                         false,
                         &mut self.scratch,
                         &mut self.date_caches[fi],
-                    ) {
-                        Ok(v) => v,
-                        Err(_) => return false,
-                    },
-                };
-                if let Some(bi) = body {
-                    let part = sc.parts[$r] as usize;
-                    let (t, _) = self.router.buf(part);
-                    sc.bytes[part] += append_value(
-                        &mut t.cols[bi],
+                    )
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            return true;
+        };
+        // The column of each partition of the block, side by side for the pass (moved back
+        // after it, whatever happens).
+        let mut dense = std::mem::take(&mut sc.dense);
+        dense.extend(sc.touched.iter().map(|&i| {
+            std::mem::replace(
+                &mut self.router.parts[i].buf.cols[bi],
+                Column::placeholder(),
+            )
+        }));
+        let mut interner = self.router.interners[bi].as_mut();
+        let ok = 'pass: {
+            // The general rules for one value.
+            macro_rules! general {
+                ($r:expr, $raw:expr) => {{
+                    let v = match p.part_slot {
+                        Some(slot) => sc.pvals[$r * slots + slot],
+                        None => match parse_value(
+                            p,
+                            $raw,
+                            self.numeric,
+                            false,
+                            &mut self.scratch,
+                            &mut self.date_caches[fi],
+                        ) {
+                            Ok(v) => v,
+                            Err(_) => break 'pass false,
+                        },
+                    };
+                    sc.bytes[sc.parts[$r] as usize] += append_value(
+                        &mut dense[sc.slots[$r] as usize],
                         p,
                         v,
                         $raw,
@@ -161,38 +211,39 @@ impl Parser<'_> {
                         &self.ctx,
                         &mut self.text_buf,
                     );
-                }
-            }};
-        }
-        // One pass per kind of field, so that each is compiled with its kind known.
-        macro_rules! pass {
-            ($f:expr) => {{
-                let f = $f;
-                let Some(bi) = f.body() else {
-                    unreachable!("a fast field has a body column")
-                };
-                for r in 0..block.len() {
-                    let raw = &bytes[starts[r] as usize..starts[r + 1] as usize];
-                    let part = sc.parts[r] as usize;
-                    let (t, interners) = self.router.buf(part);
-                    match fast_append(&f, bytes, raw, &mut t.cols[bi], interners[bi].as_mut()) {
-                        Some(n) => sc.bytes[part] += n,
-                        None => general!(r, raw),
+                }};
+            }
+            // One pass per kind of field, so that each is compiled with its kind known.
+            macro_rules! pass {
+                ($f:expr) => {{
+                    let f = $f;
+                    for r in 0..block.len() {
+                        let raw = &bytes[starts[r] as usize..starts[r + 1] as usize];
+                        let col = &mut dense[sc.slots[r] as usize];
+                        match fast_append(&f, bytes, raw, col, interner.as_deref_mut()) {
+                            Some(n) => sc.bytes[sc.parts[r] as usize] += n,
+                            None => general!(r, raw),
+                        }
+                    }
+                }};
+            }
+            match self.fast[fi] {
+                f @ Fast::Text { .. } => pass!(f),
+                f @ Fast::Int { .. } => pass!(f),
+                f @ Fast::Decimal { .. } => pass!(f),
+                f @ Fast::Date { .. } => pass!(f),
+                Fast::General => {
+                    for r in 0..block.len() {
+                        general!(r, &bytes[starts[r] as usize..starts[r + 1] as usize]);
                     }
                 }
-            }};
-        }
-        match self.fast[fi] {
-            f @ Fast::Text { .. } => pass!(f),
-            f @ Fast::Int { .. } => pass!(f),
-            f @ Fast::Decimal { .. } => pass!(f),
-            f @ Fast::Date { .. } => pass!(f),
-            Fast::General => {
-                for r in 0..block.len() {
-                    general!(r, &bytes[starts[r] as usize..starts[r + 1] as usize]);
-                }
             }
+            true
+        };
+        for (c, &i) in dense.drain(..).zip(&sc.touched) {
+            self.router.parts[i].buf.cols[bi] = c;
         }
-        true
+        sc.dense = dense;
+        ok
     }
 }
