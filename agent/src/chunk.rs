@@ -490,9 +490,10 @@ impl ChunkWriter {
         if let Values::Dict { offsets, data, .. } = &col.values {
             // the last line of defence: no invalid text reaches a file (valid as a whole, and
             // every entry starts on a character)
-            let bad = std::str::from_utf8(data)
-                .err()
-                .map(|e| e.to_string())
+            let bad = simdutf8::basic::from_utf8(data)
+                .is_err()
+                .then(|| std::str::from_utf8(data).err().map(|e| e.to_string()))
+                .flatten()
                 .or_else(|| {
                     offsets[..offsets.len() - 1]
                         .iter()
@@ -569,7 +570,9 @@ impl ChunkWriter {
         if let Values::Text { offsets, data } = &col.values {
             // the last line of defence: no invalid text reaches a file
             let span = &data[offsets[a] as usize..offsets[b] as usize];
-            if let Err(e) = std::str::from_utf8(span) {
+            if simdutf8::basic::from_utf8(span).is_err()
+                && let Err(e) = std::str::from_utf8(span)
+            {
                 return Err(ParquetError::General(format!(
                     "column {}: text that is not UTF-8 ({e})",
                     self.descr.name()

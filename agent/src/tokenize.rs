@@ -513,7 +513,7 @@ impl<R: Read> Tokenizer<R> {
         }
         self.utf8_to = self.utf8_to.max(self.pos);
         let from = self.utf8_to;
-        match std::str::from_utf8(&self.buf[from..self.end]) {
+        match simdutf8::compat::from_utf8(&self.buf[from..self.end]) {
             Ok(_) => self.utf8_to = self.end,
             Err(e) => self.utf8_to = from + e.valid_up_to(),
         }
