@@ -242,6 +242,16 @@ impl Column {
         self.nulls.append_non_null();
     }
 
+    /// Appends entry `k` of the column's interner (the column must be [`Column::interned`]).
+    #[inline(always)]
+    pub fn push_id(&mut self, k: u32) {
+        let Values::Interned { ids, .. } = &mut self.values else {
+            unreachable!("push_id on a {:?} column", self.ty)
+        };
+        ids.push(k);
+        self.nulls.append_non_null();
+    }
+
     /// Appends `buf[start..end]` as text through the column's interner: its number when the
     /// interner holds it (returns 0), else the value itself (returns its length, the bytes to
     /// count). The column must be [`Column::interned`].

@@ -116,15 +116,16 @@ impl Interner {
         if !self.enabled || n > MAX_VALUE_BYTES {
             return None;
         }
-        let mut w = [0u8; 16];
-        match buf.get(start..start + 16) {
-            Some(c) => w.copy_from_slice(c),
-            None => {
-                let k = n.min(16);
-                w[..k].copy_from_slice(&buf[start..start + k]);
-            }
-        }
-        let (a, b) = prefix(w, n);
+        // two fixed-size loads when `buf` has the 16 bytes (a variable-length copy into a
+        // zeroed array would be one call to `memcpy` per value)
+        let (a, b) = match buf.get(start..start + 16) {
+            Some(c) => prefix(
+                u64::from_le_bytes(c[..8].try_into().unwrap_or_default()),
+                u64::from_le_bytes(c[8..].try_into().unwrap_or_default()),
+                n,
+            ),
+            None => prefix_at_end(&buf[start..end]),
+        };
         let v = &buf[start..end];
         let h = if n <= 16 {
             let h = short_hash(a, b, n);
@@ -205,21 +206,34 @@ impl Interner {
     }
 }
 
-/// The first 16 bytes of a value of `n` bytes read into `w`, zero-padded, as two words.
+/// The first 16 bytes of a value of `n` bytes, zero-padded, as two words, from the 16 bytes at
+/// its start read as two words `a` and `b`.
 #[inline]
-fn prefix(w: [u8; 16], n: usize) -> (u64, u64) {
+fn prefix(a: u64, b: u64, n: usize) -> (u64, u64) {
     let mask = |k: usize| match k {
         0 => 0,
         1..=7 => (1u64 << (8 * k)) - 1,
         _ => u64::MAX,
     };
-    let a = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-    let b = u64::from_le_bytes([w[8], w[9], w[10], w[11], w[12], w[13], w[14], w[15]]);
     if n >= 8 {
         (a, b & mask(n - 8))
     } else {
         (a & mask(n), 0)
     }
+}
+
+/// [`prefix`] of a value with fewer than 16 readable bytes from its start.
+#[cold]
+#[inline(never)]
+fn prefix_at_end(v: &[u8]) -> (u64, u64) {
+    let mut w = [0u8; 16];
+    let k = v.len().min(16);
+    w[..k].copy_from_slice(&v[..k]);
+    prefix(
+        u64::from_le_bytes(w[..8].try_into().unwrap_or_default()),
+        u64::from_le_bytes(w[8..].try_into().unwrap_or_default()),
+        v.len(),
+    )
 }
 
 /// The hash of a value of at most 16 bytes, from its zero-padded words and length.

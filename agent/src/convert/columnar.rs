@@ -44,7 +44,15 @@ pub struct Scratch {
     /// During a pass, the column of each partition of `touched`, moved here side by side: a
     /// value is appended without going through its partition's buffer to its column.
     dense: Vec<Column>,
+    /// During a pass over interned text: each value's number in the interner, or [`NULL`],
+    /// [`TEXT`] (not interned), [`GENERAL`] (for the general rules).
+    codes: Vec<u32>,
 }
+
+/// See [`Scratch::codes`] (interner numbers stay below `1 << 31`).
+const NULL: u32 = u32::MAX;
+const TEXT: u32 = u32::MAX - 1;
+const GENERAL: u32 = u32::MAX - 2;
 
 impl Parser<'_> {
     /// Parses `block` into the partition buffers a column at a time and counts its rows (true),
@@ -228,10 +236,62 @@ impl Parser<'_> {
                 }};
             }
             match self.fast[fi] {
+                Fast::Text {
+                    trim, empty_null, ..
+                } if interner.as_ref().is_some_and(|i| i.enabled()) => {
+                    // Two loops: every value's number first (the interner alone in the cache),
+                    // then each into its partition's column.
+                    let Some(i) = interner.as_deref_mut() else {
+                        unreachable!("checked above")
+                    };
+                    let codes = &mut sc.codes;
+                    codes.clear();
+                    codes.extend((0..block.len()).map(|r| {
+                        let (a, b) = (starts[r] as usize, starts[r + 1] as usize);
+                        let v = parse::trim(&bytes[a..b]);
+                        if v.is_empty() {
+                            return if empty_null { NULL } else { GENERAL };
+                        }
+                        let s = if trim { trim_trimmed(v) } else { &bytes[a..b] };
+                        let start = s.as_ptr() as usize - bytes.as_ptr() as usize;
+                        i.intern_within(bytes, start, start + s.len())
+                            .unwrap_or(TEXT)
+                    }));
+                    for r in 0..block.len() {
+                        let col = &mut dense[sc.slots[r] as usize];
+                        match sc.codes[r] {
+                            NULL => col.push_null(),
+                            TEXT | GENERAL => {
+                                let raw = &bytes[starts[r] as usize..starts[r + 1] as usize];
+                                match fast_append(&self.fast[fi], bytes, raw, col, None) {
+                                    Some(n) => sc.bytes[sc.parts[r] as usize] += n,
+                                    None => general!(r, raw),
+                                }
+                            }
+                            k => col.push_id(k),
+                        }
+                    }
+                }
                 f @ Fast::Text { .. } => pass!(f),
                 f @ Fast::Int { .. } => pass!(f),
                 f @ Fast::Decimal { .. } => pass!(f),
                 f @ Fast::Date { .. } => pass!(f),
+                // A partition source (the admission date of monthly folders): its value is
+                // the one `partitions` parsed, appended as append_value would without a call
+                // per value.
+                Fast::General if p.pii != Pii::Year && p.part_slot.is_some() => {
+                    let Some(slot) = p.part_slot else {
+                        unreachable!("checked above")
+                    };
+                    for r in 0..block.len() {
+                        let col = &mut dense[sc.slots[r] as usize];
+                        match sc.pvals[r * slots + slot] {
+                            Val::Int(x) => col.push_i64(x),
+                            Val::Null => col.push_null(),
+                            _ => general!(r, &bytes[starts[r] as usize..starts[r + 1] as usize]),
+                        }
+                    }
+                }
                 Fast::General => {
                     for r in 0..block.len() {
                         general!(r, &bytes[starts[r] as usize..starts[r + 1] as usize]);
