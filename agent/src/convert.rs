@@ -484,6 +484,14 @@ const MIN_INTERNER_BYTES: usize = 16 * 1024;
 /// Rows between two looks at the partition buffers (row groups to start, the budget).
 const CHECK_ROWS: u32 = 4096;
 
+/// Counted bytes added between two looks at most, besides [`CHECK_ROWS`]: an eighth of the
+/// parsing budget, between 64 KiB and 64 MiB. Long records (a 10 MB note) would otherwise pile
+/// up far beyond the budget before the next look, and a partition's text past the 2 GiB its
+/// 32-bit offsets can address.
+fn check_bytes(budget: usize) -> usize {
+    (budget / 8).clamp(64 * 1024, 64 * 1024 * 1024)
+}
+
 /// The parsing side: partition buffers under a byte budget, and the encoders they drain into
 /// (started at the first hand-over, once the dictionary decision can be made from real rows).
 struct Router {
@@ -505,8 +513,10 @@ struct Router {
     /// Partitions fed since the last look, and which are listed.
     touched: Vec<usize>,
     marks: Vec<bool>,
-    /// Rows added since the last look.
+    /// Rows added since the last look, and the bytes held at which the next one comes
+    /// whatever the rows ([`check_bytes`]).
     since_check: u32,
+    check_at: usize,
     backend: Option<Backend>,
     ensure_one: bool,
     /// Each body column's interner, if its values go through one, and scratch for
@@ -637,7 +647,7 @@ impl Router {
     fn row_added(&mut self, i: usize, bytes: usize) -> Result<(), ConvertError> {
         self.rows_added(i, 1, bytes);
         self.since_check += 1;
-        if self.since_check >= CHECK_ROWS {
+        if self.since_check >= CHECK_ROWS || self.held >= self.check_at {
             self.check()?;
         }
         Ok(())
@@ -662,7 +672,7 @@ impl Router {
     /// the buffers.
     fn rows_counted(&mut self, rows: usize) -> Result<(), ConvertError> {
         self.since_check += rows as u32;
-        if self.since_check >= CHECK_ROWS {
+        if self.since_check >= CHECK_ROWS || self.held >= self.check_at {
             self.check()?;
         }
         Ok(())
@@ -694,6 +704,7 @@ impl Router {
                 self.flush(j)?;
             }
         }
+        self.check_at = self.held + check_bytes(self.budget);
         Ok(())
     }
 
@@ -1002,6 +1013,7 @@ fn run(
         touched: Vec::new(),
         marks: Vec::new(),
         since_check: 0,
+        check_at: check_bytes(budget),
         backend: None,
         ensure_one,
         interners,

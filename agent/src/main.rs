@@ -44,7 +44,7 @@ enum Command {
         /// Product name in --config.
         #[arg(long, requires = "config")]
         product: Option<String>,
-        /// Output root: files go to OUT/{product}/{k=v}/part-{batch}-{n}.parquet.
+        /// Output root: files go to OUT/{product}/{k=v}/part-{batch}-N.parquet (N from 0).
         #[arg(long)]
         out: PathBuf,
         /// Folder for NAME.error.json / NAME.rejects.csv (default: --out).

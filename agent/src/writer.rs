@@ -426,6 +426,9 @@ pub const MIN_ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
 pub const SPILL_ROWS: usize = 1024;
 /// Rows of set-aside batches written at a time when they are read back.
 const MERGE_ROWS: usize = 65_536;
+/// Bytes (allocated) at which set-aside rows read back are written, however few: the batches
+/// of long records (10 MB notes) stay far from the 2 GiB a text column's 32-bit offsets reach.
+const MERGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Whether a batch of `rows` for a partition opens a row group (else it is set aside), for the
 /// router and the encoders alike.
@@ -589,7 +592,7 @@ fn drain(
                 "a batch read back from the row spill is damaged",
             ));
         }
-        if merged.rows >= MERGE_ROWS {
+        if merged.rows >= MERGE_ROWS || merged.allocated_bytes() >= MERGE_BYTES {
             p.writer.write(&merged, comp)?;
             merged = BatchBuilder::new(types);
         }

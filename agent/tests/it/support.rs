@@ -218,6 +218,9 @@ pub fn value_at(a: &dyn Array, i: usize) -> Value {
 pub fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("LAKEMESH_CORPUS")
         .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("LAKEMESH_SHARED").map(|d| PathBuf::from(d).join("corpus/files"))
+        })
         .unwrap_or_else(|| {
             std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
                 .join("../../shared/corpus/files")
