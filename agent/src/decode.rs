@@ -27,6 +27,20 @@ pub enum DecodeError {
     },
     #[error("{path}: cannot detect the delimiter: {reason}; set csv.delimiter")]
     Delimiter { path: String, reason: String },
+    /// `encoding = auto` on a UTF-8 file with a stray byte: read as the legacy fallback, its
+    /// UTF-8 text before the byte would be garbled (`Hôpital` as `HÃ´pital`), so it is refused.
+    #[error(
+        "{path}: line {line}: byte 0x{byte:02X} (offset {offset}) is not UTF-8, but the text \
+         before it is UTF-8 with accented characters: reading the file as {fallback} would garble \
+         them; fix the byte in the export, or set csv.encoding if the file really is {fallback}"
+    )]
+    MixedUtf8 {
+        path: String,
+        line: u64,
+        offset: u64,
+        byte: u8,
+        fallback: &'static str,
+    },
 }
 
 /// Reads the raw file, hashing and counting every byte.
@@ -195,25 +209,70 @@ fn detect_bom(head: &[u8]) -> Option<(Encoding, &'static encoding_rs::Encoding, 
     }
 }
 
+/// What a scan of a whole file for UTF-8 found.
+#[derive(Debug, PartialEq, Eq)]
+enum Utf8Scan {
+    Valid,
+    /// The first byte that is not UTF-8: its offset, line (from 1), value, and whether a
+    /// non-ASCII character (valid UTF-8) came before it.
+    Invalid {
+        offset: u64,
+        line: u64,
+        byte: u8,
+        non_ascii_before: bool,
+    },
+}
+
 /// Whether the whole file is valid UTF-8 (streamed, constant memory).
-fn is_valid_utf8(file: &mut File) -> io::Result<bool> {
+fn scan_utf8(file: &mut impl Read) -> io::Result<Utf8Scan> {
     let mut buf = vec![0u8; 1 << 20];
     let mut carry = 0usize;
+    // bytes and newlines before `buf`, and whether they held a non-ASCII character
+    let (mut pos, mut lines, mut non_ascii) = (0u64, 0u64, false);
+    let mut account = |chunk: &[u8], pos: &mut u64| {
+        *pos += chunk.len() as u64;
+        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        non_ascii |= !chunk.is_ascii();
+        (lines, non_ascii)
+    };
     loop {
         let n = file.read(&mut buf[carry..])?;
         if n == 0 {
-            return Ok(carry == 0);
+            if carry == 0 {
+                return Ok(Utf8Scan::Valid);
+            }
+            // a sequence cut short by the end of the file
+            let (lines, non_ascii) = account(&[], &mut pos);
+            return Ok(Utf8Scan::Invalid {
+                offset: pos,
+                line: lines + 1,
+                byte: buf[0],
+                non_ascii_before: non_ascii,
+            });
         }
         let len = carry + n;
-        match std::str::from_utf8(&buf[..len]) {
-            Ok(_) => carry = 0,
+        match simdutf8::compat::from_utf8(&buf[..len]) {
+            Ok(_) => {
+                account(&buf[..len], &mut pos);
+                carry = 0;
+            }
             Err(e) if e.error_len().is_none() => {
                 // incomplete sequence at the end of the chunk: keep it for the next read
                 let valid = e.valid_up_to();
+                account(&buf[..valid], &mut pos);
                 buf.copy_within(valid..len, 0);
                 carry = len - valid;
             }
-            Err(_) => return Ok(false),
+            Err(e) => {
+                let valid = e.valid_up_to();
+                let (lines, non_ascii) = account(&buf[..valid], &mut pos);
+                return Ok(Utf8Scan::Invalid {
+                    offset: pos,
+                    line: lines + 1,
+                    byte: buf[valid],
+                    non_ascii_before: non_ascii,
+                });
+            }
         }
     }
 }
@@ -241,11 +300,26 @@ pub fn open(path: &Path, csv: &CsvSettings) -> Result<Decoded, DecodeError> {
         (Encoding::Auto, Some((e, c, n))) => (e, c, n, e == Encoding::Utf8),
         (Encoding::Auto, None) => {
             file.seek(SeekFrom::Start(0)).map_err(io_err)?;
-            if is_valid_utf8(&mut file).map_err(io_err)? {
-                (Encoding::Utf8, encoding_rs::UTF_8, 0, false)
-            } else {
-                let e = csv.fallback_encoding;
-                (e, codec_of(e), 0, false)
+            match scan_utf8(&mut file).map_err(io_err)? {
+                Utf8Scan::Valid => (Encoding::Utf8, encoding_rs::UTF_8, 0, false),
+                Utf8Scan::Invalid {
+                    offset,
+                    line,
+                    byte,
+                    non_ascii_before: true,
+                } => {
+                    return Err(DecodeError::MixedUtf8 {
+                        path: p,
+                        line,
+                        offset,
+                        byte,
+                        fallback: csv.fallback_encoding.as_str(),
+                    });
+                }
+                Utf8Scan::Invalid { .. } => {
+                    let e = csv.fallback_encoding;
+                    (e, codec_of(e), 0, false)
+                }
             }
         }
         (configured, Some((e, c, n))) => {
@@ -466,6 +540,37 @@ mod tests {
         .unwrap();
         assert_eq!(d.encoding, Encoding::Windows1252);
         assert_eq!(text, "a;b\nl’activité – x;1\n");
+    }
+
+    #[test]
+    fn auto_refuses_utf8_text_with_a_stray_byte_and_says_where() {
+        // a UTF-8 export, accents and all, with one Windows-1252 byte past the first megabyte:
+        // decoded as windows-1252 every accent before it would be garbled
+        let mut bytes = "site;v\nHôpital Nord;1\n".as_bytes().to_vec();
+        while bytes.len() < (1 << 20) + 10 {
+            bytes.extend_from_slice(b"Clinique;2\n");
+        }
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        let offset = bytes.len() + 2;
+        bytes.extend_from_slice(b"Bl\xE9;3\n");
+        let Err(e) = decode(&bytes, &settings(Encoding::Auto)) else {
+            panic!("a UTF-8 file with a stray byte was decoded")
+        };
+        assert!(
+            e.contains(&format!("line {}: byte 0xE9 (offset {offset})", lines + 1)),
+            "{e}"
+        );
+        assert!(e.contains("windows-1252"), "{e}");
+        // declared, the file is read as the export says
+        let mut s = settings(Encoding::Auto);
+        s.encoding = Encoding::Windows1252;
+        assert_eq!(
+            decode(&bytes, &s).unwrap().1.encoding,
+            Encoding::Windows1252
+        );
+        // ASCII before the byte: nothing to garble, the legacy fallback as before
+        let (_, d) = decode(b"site;v\nBl\xE9;3\n", &settings(Encoding::Auto)).unwrap();
+        assert_eq!(d.encoding, Encoding::Windows1252);
     }
 
     #[test]
