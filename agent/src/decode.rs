@@ -223,57 +223,39 @@ enum Utf8Scan {
     },
 }
 
-/// Whether the whole file is valid UTF-8 (streamed, constant memory).
+/// Scans the whole file for UTF-8 (streamed, constant memory).
 fn scan_utf8(file: &mut impl Read) -> io::Result<Utf8Scan> {
     let mut buf = vec![0u8; 1 << 20];
     let mut carry = 0usize;
     // bytes and newlines before `buf`, and whether they held a non-ASCII character
     let (mut pos, mut lines, mut non_ascii) = (0u64, 0u64, false);
-    let mut account = |chunk: &[u8], pos: &mut u64| {
-        *pos += chunk.len() as u64;
-        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
-        non_ascii |= !chunk.is_ascii();
-        (lines, non_ascii)
-    };
     loop {
         let n = file.read(&mut buf[carry..])?;
-        if n == 0 {
-            if carry == 0 {
-                return Ok(Utf8Scan::Valid);
-            }
-            // a sequence cut short by the end of the file
-            let (lines, non_ascii) = account(&[], &mut pos);
+        if n == 0 && carry == 0 {
+            return Ok(Utf8Scan::Valid);
+        }
+        let len = carry + n;
+        // the valid bytes, and whether an invalid one follows them (at the end of the file, a
+        // sequence cut short is one)
+        let (valid, bad) = match simdutf8::compat::from_utf8(&buf[..len]) {
+            Ok(_) => (len, false),
+            Err(e) => (e.valid_up_to(), n == 0 || e.error_len().is_some()),
+        };
+        let seen = &buf[..valid];
+        pos += valid as u64;
+        lines += seen.iter().filter(|&&b| b == b'\n').count() as u64;
+        non_ascii |= !seen.is_ascii();
+        if bad {
             return Ok(Utf8Scan::Invalid {
                 offset: pos,
                 line: lines + 1,
-                byte: buf[0],
+                byte: buf[valid],
                 non_ascii_before: non_ascii,
             });
         }
-        let len = carry + n;
-        match simdutf8::compat::from_utf8(&buf[..len]) {
-            Ok(_) => {
-                account(&buf[..len], &mut pos);
-                carry = 0;
-            }
-            Err(e) if e.error_len().is_none() => {
-                // incomplete sequence at the end of the chunk: keep it for the next read
-                let valid = e.valid_up_to();
-                account(&buf[..valid], &mut pos);
-                buf.copy_within(valid..len, 0);
-                carry = len - valid;
-            }
-            Err(e) => {
-                let valid = e.valid_up_to();
-                let (lines, non_ascii) = account(&buf[..valid], &mut pos);
-                return Ok(Utf8Scan::Invalid {
-                    offset: pos,
-                    line: lines + 1,
-                    byte: buf[valid],
-                    non_ascii_before: non_ascii,
-                });
-            }
-        }
+        // an incomplete sequence at the end of the chunk waits for the next read
+        buf.copy_within(valid..len, 0);
+        carry = len - valid;
     }
 }
 
